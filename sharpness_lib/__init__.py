@@ -1,0 +1,34 @@
+"""sharpness_lib: the objects of Wen, Li & Ma (2023), "Sharpness Minimization Algorithms Do
+Not Only Minimize Sharpness To Achieve Better Generalization", checked numerically.
+
+* data: :func:`make_parity_xor`, :class:`TestSet` (P_xor, Section 2)
+* models: :func:`make_model` (2-MLP-No-Bias, 2-MLP-Bias, Sim-BN, Sim-LN, softplus, MLP-Bias)
+* sharpness: :func:`hessian_trace` (exact, closed form), :func:`lemma41_trace`,
+  :func:`sharpness_lower_bound`, :func:`hessian_trace_hutchinson`
+* optimizers: :class:`SAM` (1-SAM with batch size 1), training: :func:`train`
+* constructions: :func:`memorizing_solution` (Thm 4.1), :func:`generalizing_solution` (Prop 4.2)
+* presets: :data:`PRESETS`, one per figure
+"""
+
+from .constructions import (eq5_radius, generalizing_solution, generalizing_solution_sln,
+                            memorizing_solution, memorizing_solution_sln)
+from .data import ParityXor, TestError, TestSet, hypercube, make_parity_xor, test_error
+from .losses import mean_loss, per_sample_loss
+from .models import (MLPBias, TwoMLPBias, TwoMLPNoBias, TwoMLPSimBN, TwoMLPSimLN,
+                     TwoMLPSoftplus, make_model)
+from .presets import PRESETS, Preset, get_preset
+from .sam import SAM
+from .sharpness import (hessian_trace, hessian_trace_autograd, hessian_trace_hutchinson,
+                        jacobian_terms, lemma41_trace, sharpness_lower_bound)
+from .training import Phase, TrainConfig, TrainResult, run_config, train
+
+__all__ = [
+    "eq5_radius", "generalizing_solution", "generalizing_solution_sln", "memorizing_solution",
+    "memorizing_solution_sln", "ParityXor", "TestError", "TestSet", "hypercube",
+    "make_parity_xor", "test_error", "mean_loss", "per_sample_loss", "MLPBias", "TwoMLPBias",
+    "TwoMLPNoBias", "TwoMLPSimBN", "TwoMLPSimLN", "TwoMLPSoftplus", "make_model", "PRESETS",
+    "Preset", "get_preset", "SAM", "hessian_trace", "hessian_trace_autograd",
+    "hessian_trace_hutchinson", "jacobian_terms", "lemma41_trace", "sharpness_lower_bound",
+    "Phase", "TrainConfig", "TrainResult", "run_config", "train",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,420 @@
+"""Training runs: GD/SGD with weight decay, 1-SAM and m-SAM, multi-phase schedules.
+
+:class:`TrainConfig` holds one run's settings (the paper's Table 2 columns plus the
+choices the paper leaves open: initialization scale, Sim-LN's eps, test-set size);
+:func:`train` runs it and returns a :class:`TrainResult` whose ``history`` has one
+record per log point. Two interchangeable paths execute the steps:
+
+* ``engine="reference"``: plain torch -- the :class:`~sharpness_lib.sam.SAM` optimizer
+  over ``torch.optim.SGD`` (or another base), one forward/backward per pass.
+* ``engine="numba"``: the compiled kernels of :mod:`sharpness_lib.engine` for the
+  2-layer architectures with the squared loss, matching the reference to 1e-6.
+
+``engine="auto"`` (the default) takes the compiled path whenever it covers the run.
+The visiting order of each epoch comes from :class:`EpochOrders`, so both paths see the
+same samples in the same order, whatever the chunking.
+
+Robustness: a NaN/inf loss stops the run with ``status == "diverged"``, restores the
+last finite parameters and keeps the history so far; ``should_stop()`` returning True
+stops between chunks (a fraction of a second) with ``status == "stopped"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._validation import (ALGOS, ARCH_NAMES, ARCHS, LOSSES, check_choice, check_float,
+                          check_int, check_n)
+from .data import DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_parity_xor
+from .losses import mean_loss
+from .models import TwoLayerNet, make_model, numpy_params
+from .sam import SAM
+from .sharpness import hessian_trace
+
+BASE_OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad")
+ENGINES = ("auto", "reference", "numba")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of a schedule: ``epochs`` at learning rate ``lr`` and SAM radius ``rho``."""
+
+    epochs: int
+    lr: float
+    rho: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one run. ``phases`` (if given) replaces (epochs, lr, rho)."""
+
+    arch: str = "bias"
+    d: int = 30
+    n: int = 100
+    width: int = 512
+    algo: str = "sam1"
+    lr: float = 0.01
+    rho: float = 0.05
+    wd: float = 0.0
+    epochs: int = 1000
+    batch_size: int | None = None
+    seed: int = 0
+    init_scale: float = 1.0
+    first_layer_scale: float = 1.0
+    depth: int = 3
+    eps: float = 1e-5
+    gamma_init: float = 1.0
+    loss: str = "mse"
+    label_smoothing: float = 0.0
+    project_norm: float | None = None
+    phases: tuple[Phase, ...] = ()
+    log_every: int | None = None
+    test_samples: int = DEFAULT_TEST_SAMPLES
+    optimizer: str = "sgd"
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        """Build from a plain dict (as in JSON or a sweep grid); unknown keys are refused."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown setting {unknown[0]!r}; valid settings: "
+                             f"{', '.join(sorted(names))}.")
+        values = dict(values)
+        if values.get("phases"):
+            values["phases"] = tuple(p if isinstance(p, Phase) else Phase(**p)
+                                     for p in values["phases"])
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["phases"] = [dataclasses.asdict(p) for p in self.phases]
+        return out
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "TrainConfig":
+        """Check every field; return a copy with defaults resolved (batch size, log step).
+
+        Raises ValueError with one sentence naming the bad value and the valid range.
+        """
+        c = dataclasses.replace(self)
+        check_choice("arch", c.arch, ARCHS)
+        check_choice("algo", c.algo, ALGOS)
+        check_choice("loss", c.loss, LOSSES)
+        check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
+        c.d = check_int("d", c.d, 2)
+        c.n = check_n(c.n, c.d)
+        c.width = check_int("width", c.width, 1)
+        c.seed = check_int("seed", c.seed, 0)
+        c.wd = check_float("wd (weight decay)", c.wd, 0.0)
+        c.init_scale = check_float("init_scale", c.init_scale, 0.0, low_open=True)
+        c.first_layer_scale = check_float("first_layer_scale", c.first_layer_scale, 0.0,
+                                          low_open=True)
+        c.depth = check_int("depth", c.depth, 2)
+        c.eps = check_float("eps", c.eps, 0.0, low_open=True)
+        c.gamma_init = check_float("gamma_init", c.gamma_init)
+        c.label_smoothing = check_float("label_smoothing", c.label_smoothing, 0.0, 1.0)
+        c.test_samples = check_int("test_samples", c.test_samples, 1)
+        if c.project_norm is not None:
+            c.project_norm = check_float("project_norm", c.project_norm, 0.0, low_open=True)
+        if c.phases:
+            c.phases = tuple(Phase(check_int("phase epochs", p.epochs, 0),
+                                   check_float("lr", p.lr, 0.0, low_open=True),
+                                   check_float("rho", p.rho, 0.0)) for p in c.phases)
+            c.epochs = sum(p.epochs for p in c.phases)
+        else:
+            c.epochs = check_int("epochs", c.epochs, 0)
+            c.lr = check_float("lr", c.lr, 0.0, low_open=True)
+            c.rho = check_float("rho", c.rho, 0.0)
+        default_batch = {"gd": c.n, "sgd": 1, "sam1": 1, "msam": None}[c.algo]
+        if c.batch_size is None:
+            if default_batch is None:
+                raise ValueError("algo 'msam' needs a batch_size between 1 and n.")
+            c.batch_size = default_batch
+        c.batch_size = check_int("batch_size", c.batch_size, 1, c.n)
+        if c.algo == "sam1" and c.batch_size != 1:
+            raise ValueError(f"algo 'sam1' uses batch size 1; got batch_size {c.batch_size} "
+                             "(use algo 'msam' for SAM with larger batches).")
+        if c.algo == "gd" and c.batch_size != c.n:
+            raise ValueError(f"algo 'gd' is full batch (batch_size = n = {c.n}); got "
+                             f"batch_size {c.batch_size} (use algo 'sgd' for minibatches).")
+        if c.log_every is None:
+            c.log_every = max(1, c.epochs // 100)
+        c.log_every = check_int("log_every", c.log_every, 1)
+        return c
+
+    def schedule(self) -> list[Phase]:
+        return list(self.phases) if self.phases else [Phase(self.epochs, self.lr, self.rho)]
+
+    def describe(self) -> str:
+        """One line naming what is run, for captions and logs."""
+        phases = " then ".join(f"{p.epochs} ep at lr {p.lr:g}" + (f", rho {p.rho:g}" if
+                                                                  self.algo in ("sam1", "msam") else "")
+                               for p in self.schedule())
+        algo = {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": f"{self.batch_size}-SAM"}[self.algo]
+        wd = f", wd {self.wd:g}" if self.wd else ""
+        return (f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
+                f"d={self.d}, n={self.n}, init x{self.init_scale:g}, seed {self.seed}")
+
+
+class EpochOrders:
+    """Per-epoch visiting orders, a seeded stream independent of how it is consumed.
+
+    Orders are produced in fixed blocks, so ``take(3); take(5)`` equals ``take(8)``.
+    """
+
+    BLOCK = 256
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self._rng = np.random.default_rng([seed, 0x0BDE])
+        self._buf = np.empty((0, n), dtype=np.int64)
+
+    def take(self, epochs: int) -> np.ndarray:
+        while self._buf.shape[0] < epochs:
+            block = np.tile(np.arange(self.n, dtype=np.int64), (self.BLOCK, 1))
+            self._buf = np.concatenate([self._buf, self._rng.permuted(block, axis=1)])
+        out, self._buf = self._buf[:epochs], self._buf[epochs:]
+        return np.ascontiguousarray(out)
+
+
+def build_model(cfg: TrainConfig, data: ParityXor) -> TwoLayerNet:
+    """The model of a (validated) config, initialized from its seed."""
+    options = {"first_layer_scale": cfg.first_layer_scale}
+    if cfg.arch == "sbn":
+        options.update(x_ref=data.x, gamma_init=cfg.gamma_init)
+    elif cfg.arch == "sln":
+        options["eps"] = cfg.eps
+    elif cfg.arch == "deep_bias":
+        options["depth"] = cfg.depth
+    return make_model(cfg.arch, cfg.d, cfg.width, seed=cfg.seed, init_scale=cfg.init_scale,
+                      **options)
+
+
+def project_first_layer(model: torch.nn.Module, norm: float) -> None:
+    """Rescale (W1, b1) jointly to Frobenius norm ``norm`` (Figure 6b's projection)."""
+    with torch.no_grad():
+        ps = [model.W1] + ([model.b1] if model.b1 is not None else [])
+        current = math.sqrt(sum(float(p.square().sum()) for p in ps))
+        if current > 0:
+            for p in ps:
+                p.mul_(norm / current)
+
+
+class _ReferenceRunner:
+    """Plain-torch steps: the SAM optimizer (or the base optimizer alone for GD/SGD)."""
+
+    name = "reference"
+    chunk_epochs = 1
+
+    def __init__(self, cfg: TrainConfig, model, data: ParityXor):
+        self.cfg, self.model, self.data = cfg, model, data
+        base = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+                "adam": (torch.optim.Adam, {}), "adagrad": (torch.optim.Adagrad, {})}
+        cls, extra = base[cfg.optimizer]
+        first = cfg.schedule()[0]
+        kwargs = dict(lr=first.lr, weight_decay=cfg.wd, **extra)
+        if cfg.algo in ("sam1", "msam"):
+            self.opt = SAM(model.parameters(), cls, rho=first.rho, **kwargs)
+        else:
+            self.opt = cls(model.parameters(), **kwargs)
+
+    def _loss(self, idx):
+        x = self.data.x if idx is None else self.data.x[idx]
+        y = self.data.y if idx is None else self.data.y[idx]
+        return mean_loss(self.model(x), y, self.cfg.loss, self.cfg.label_smoothing)
+
+    def run(self, orders: np.ndarray, phase: Phase) -> bool:
+        cfg = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = phase.lr
+            g["rho"] = phase.rho
+        sam = isinstance(self.opt, SAM)
+        for order in orders:
+            batches = [None] if cfg.algo == "gd" else [
+                torch.as_tensor(order[i:i + cfg.batch_size])
+                for i in range(0, cfg.n, cfg.batch_size)]
+            for idx in batches:
+                def closure(idx=idx):
+                    self.opt.zero_grad()
+                    loss = self._loss(idx)
+                    loss.backward()
+                    return loss
+                if sam:
+                    self.opt.step(closure)
+                else:
+                    closure()
+                    self.opt.step()
+                if cfg.project_norm is not None:
+                    project_first_layer(self.model, cfg.project_norm)
+        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+
+
+class _EngineRunner:
+    """The compiled 2-layer kernels of :mod:`sharpness_lib.engine`, on views of the params."""
+
+    name = "numba"
+
+    def __init__(self, cfg: TrainConfig, model, data: ParityXor):
+        from . import engine
+        self.engine, self.cfg = engine, cfg
+        self.params = numpy_params(model)
+        self.X = np.ascontiguousarray(data.x.numpy())
+        self.Y = np.ascontiguousarray(data.y.numpy())
+        self.chunk_epochs = 1
+        self._target_seconds = 0.1
+
+    def run(self, orders: np.ndarray, phase: Phase) -> bool:
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        status = self.engine.run_epochs(
+            self.params, self.X, self.Y, orders, arch=cfg.arch, algo=cfg.algo, lr=phase.lr,
+            rho=phase.rho, wd=cfg.wd, batch_size=cfg.batch_size, eps=cfg.eps,
+            project_norm=cfg.project_norm)
+        per_epoch = (time.perf_counter() - t0) / max(1, len(orders))
+        # chunks of ~0.1 s keep Stop responsive while amortizing the call overhead
+        self.chunk_epochs = int(min(10_000, max(1, self._target_seconds / max(per_epoch, 1e-9))))
+        return bool(status.finite)
+
+
+def engine_supports(cfg: TrainConfig) -> bool:
+    """Whether the compiled engine covers this run (else the reference path is used)."""
+    try:
+        from . import engine
+    except ImportError:
+        return False
+    return engine.supports(cfg.arch, cfg.algo, cfg.loss, cfg.optimizer)
+
+
+@dataclass
+class TrainResult:
+    """A run's outcome: the history (one dict per log point), final model and status."""
+
+    config: TrainConfig
+    history: list[dict]
+    model: torch.nn.Module
+    data: ParityXor
+    status: str = "completed"          # "completed" | "stopped" | "diverged"
+    message: str = ""
+    engine: str = "reference"
+    wall_time: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1]
+
+    def to_dict(self) -> dict:
+        """JSON-able summary: final metrics, status and the whole history."""
+        fin = self.final
+        return {"config": self.config.to_dict(), "status": self.status, "message": self.message,
+                "engine": self.engine, "wall_time": self.wall_time,
+                **{k: fin[k] for k in ("epoch", "train_loss", "train_error", "test_error",
+                                       "test_error_se", "hessian_trace")},
+                "history": self.history}
+
+
+def _loss_is_finite(model, data: ParityXor, cfg: TrainConfig) -> bool:
+    with torch.no_grad():
+        return math.isfinite(float(mean_loss(model(data.x), data.y, cfg.loss,
+                                             cfg.label_smoothing)))
+
+
+def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig) -> dict:
+    """Train loss, train/test zero-one error and the exact Tr nabla^2 L at the current point."""
+    with torch.no_grad():
+        f = model(data.x)
+        loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
+        train_err = float((f * data.y <= 0).to(torch.float64).mean())
+    te = testset.error(model)
+    trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing) \
+        if math.isfinite(loss) else float("nan")
+    return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
+            "test_error_se": te.stderr, "hessian_trace": trace}
+
+
+def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine: str = "auto",
+          progress: bool = False) -> TrainResult:
+    """Run one configuration; see the module docstring for the engines and the statuses.
+
+    ``callback(record)`` is called at every log point (epoch 0 included) with the new
+    history record; ``should_stop()`` is polled between chunks. ``progress=True`` shows
+    a tqdm bar with the remaining-time estimate.
+    """
+    cfg = (TrainConfig.from_dict(config) if isinstance(config, dict) else config).validate()
+    check_choice("engine", engine, ENGINES)
+    if engine == "numba" and not engine_supports(cfg):
+        raise ValueError(f"engine 'numba' does not cover arch {cfg.arch!r} with algo "
+                         f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
+                         "use engine 'auto' or 'reference'.")
+    use_engine = engine == "numba" or (engine == "auto" and engine_supports(cfg))
+    data = make_parity_xor(cfg.d, cfg.n, cfg.seed)
+    model = build_model(cfg, data)
+    testset = TestSet(cfg.d, seed=cfg.seed, num_samples=cfg.test_samples)
+    runner = (_EngineRunner if use_engine else _ReferenceRunner)(cfg, model, data)
+    orders = EpochOrders(cfg.n, cfg.seed)
+    history: list[dict] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False)
+
+    def log(epoch: int, phase_index: int, phase: Phase) -> None:
+        rec = {"epoch": epoch, **measure(model, data, testset, cfg), "phase": phase_index,
+               "lr": phase.lr, "rho": phase.rho}
+        history.append(rec)
+        if callback is not None:
+            callback(rec)
+
+    t_start = time.perf_counter()
+    schedule = cfg.schedule()
+    log(0, 0, schedule[0])
+    status, message, epoch = "completed", "", 0
+    for pi, phase in enumerate(schedule):
+        end = epoch + phase.epochs
+        while epoch < end and status == "completed":
+            next_log = min(end, (epoch // cfg.log_every + 1) * cfg.log_every)
+            k = min(next_log - epoch, runner.chunk_epochs)
+            snapshot = [p.detach().clone() for p in model.parameters()]
+            finite = runner.run(orders.take(k), phase) and _loss_is_finite(model, data, cfg)
+            if not finite:
+                with torch.no_grad():
+                    for p, s in zip(model.parameters(), snapshot):
+                        p.copy_(s)
+                status = "diverged"
+                message = (f"diverged between epochs {epoch} and {epoch + k}: the loss became "
+                           f"NaN or infinite (lr {phase.lr:g} may be too large); the history up "
+                           f"to epoch {epoch} is kept and the model restored to it.")
+                if history[-1]["epoch"] != epoch:
+                    log(epoch, pi, phase)
+                break
+            epoch += k
+            if bar is not None:
+                bar.update(k)
+            if epoch == next_log:
+                log(epoch, pi, phase)
+            if should_stop is not None and should_stop():
+                if history[-1]["epoch"] != epoch:
+                    log(epoch, pi, phase)
+                status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs}."
+        if status != "completed":
+            break
+    if status == "completed" and not math.isfinite(history[-1]["train_loss"]):
+        status, message = "diverged", "the final loss is NaN or infinite."
+    if bar is not None:
+        bar.close()
+    return TrainResult(cfg, history, model, data, status, message, runner.name,
+                       time.perf_counter() - t_start)
+
+
+def run_config(config: dict, engine: str = "auto") -> dict:
+    """Train a config given as a dict and return the JSON-able summary (for sweeps)."""
+    return train(config, engine=engine).to_dict()
