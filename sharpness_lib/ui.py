@@ -1,0 +1,431 @@
+"""Interactive control panel for training runs in a live kernel (the ONE module importing ipywidgets).
+
+Contract with the training code
+-------------------------------
+The panel never imports the training code; it is handed a function ::
+
+    run_fn(config: dict, callback: Callable[[dict], None], should_stop: Callable[[], bool])
+        -> result | None
+
+* ``config`` is ``defaults`` updated with the panel's widget values (keys below).
+* ``callback(record)`` must be called for every log point with a dict holding ``epoch`` and any
+  of ``train_loss``, ``test_error``, ``test_error_se``, ``hessian_trace`` (``None`` allowed).
+* ``should_stop()`` returns True once the reader clicked Stop; ``run_fn`` should then return
+  soon (e.g. check it every log point or every few hundred steps).
+* Invalid configurations raise ``ValueError`` with one sentence naming the value and its valid
+  range; the panel shows that sentence (never a traceback).
+* The optional result may carry ``.status`` (``'completed' | 'stopped' | 'diverged'``) and
+  ``.message`` (e.g. ``"diverged at epoch 1234: loss became inf; history kept"``), shown as is.
+
+``run_fn`` runs in a background thread, so the kernel keeps processing widget events (the Stop
+click) while it trains. Nothing trains when a value changes, only on Run.
+
+Figures: the panel redraws a ``go.Figure`` (:func:`sharpness_lib.plotting.history_figure`) into an
+``ipywidgets.Output`` at most every ``redraw_every`` seconds, overlaying "your run" on the
+precomputed ``compare_runs``. A ``go.FigureWidget`` would update more smoothly but its saved widget
+state carries a ~5 MB JavaScript bundle into every static page that shows the panel; the
+Output approach adds only the figure's data (tens of kB).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as W
+
+from . import plotting
+
+__all__ = ["FIELDS", "ControlPanel", "basic_validate", "fake_run_fn"]
+
+YOUR_RUN = "your run"
+YOUR_RUN_COLOR = "#111111"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One panel control: a config key, its label, the widget kind and (for choices) options."""
+
+    key: str
+    label: str
+    kind: str  # "int" | "float" | "bool" | "choice"
+    options: tuple = ()
+
+
+# Controls, in display order. Only keys present in ``defaults`` get a widget; other keys in
+# ``defaults`` are passed to run_fn unchanged. Choice options are (label, value) pairs and can be
+# overridden per panel (``options=``) to match the training code's spelling.
+FIELDS: tuple[Field, ...] = (
+    Field("algorithm", "algorithm", "choice", (("GD + weight decay", "gd"), ("1-SAM", "sam1"))),
+    # one-key architecture choice (the library's TrainConfig.arch); the separate
+    # bias / norm / activation controls below are for configs that split it up
+    Field("arch", "architecture", "choice",
+          (("2-MLP-No-Bias", "nobias"), ("2-MLP-Bias", "bias"), ("2-MLP-Sim-BN", "sbn"),
+           ("2-MLP-Sim-LN", "sln"), ("2-MLP-Bias, softplus", "softplus"))),
+    Field("width", "width m", "int"),
+    Field("bias", "bias", "bool"),
+    Field("norm", "normalization", "choice",
+          (("none", "none"), ("Sim-BN", "sim_bn"), ("Sim-LN", "sim_ln"))),
+    Field("activation", "activation", "choice", (("ReLU", "relu"), ("softplus", "softplus"))),
+    Field("lr", "lr η", "float"),
+    Field("rho", "ρ (SAM)", "float"),
+    Field("weight_decay", "weight decay", "float"),
+    Field("init_scale", "init scale", "float"),
+    Field("epochs", "epochs", "int"),
+    Field("seed", "seed", "int"),
+    Field("d", "input dim d", "int"),
+    Field("n", "train size n", "int"),
+)
+
+
+def basic_validate(config: Mapping[str, Any]) -> None:
+    """Minimal range checks used when no ``validate_fn`` is given.
+
+    Raises ``ValueError`` with one sentence naming the offending value and the valid range,
+    the same style as the library's own config validation (which should be preferred).
+    """
+    def need(cond: bool, msg: str) -> None:
+        if not cond:
+            raise ValueError(msg)
+
+    c = config
+    for key, lo in (("width", 1), ("epochs", 1), ("d", 2), ("n", 1)):
+        if key in c:
+            need(isinstance(c[key], int) and c[key] >= lo,
+                 f"{key} = {c[key]} is invalid: it must be an integer >= {lo}.")
+    if "lr" in c:
+        need(_pos_finite(c["lr"]), f"lr = {c['lr']} is invalid: it must be a finite number > 0.")
+    for key in ("rho", "weight_decay"):
+        if key in c:
+            need(_nonneg_finite(c[key]),
+                 f"{key} = {c[key]} is invalid: it must be a finite number >= 0.")
+    if "init_scale" in c:
+        need(_pos_finite(c["init_scale"]),
+             f"init_scale = {c['init_scale']} is invalid: it must be a finite number > 0.")
+    if "d" in c and "n" in c and isinstance(c["d"], int) and c["d"] < 63:
+        need(c["n"] <= 2 ** c["d"],
+             f"n = {c['n']} is invalid: with d = {c['d']} the hypercube has only "
+             f"2**{c['d']} = {2 ** c['d']} points, so n must be between 1 and {2 ** c['d']}.")
+
+
+def _pos_finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def _nonneg_finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v >= 0
+
+
+def _fmt_seconds(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = round(s)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (
+        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+
+
+class ControlPanel:
+    """Widgets to configure, run, stop and watch one training run against reference runs.
+
+    ``ControlPanel(defaults, run_fn, compare_runs=None, validate_fn=None)``; display it as the
+    last expression of a cell. ``compare_runs`` maps a label to a precomputed history (or list of
+    histories) drawn under "your run". ``validate_fn(config)`` (default :func:`basic_validate`)
+    raises ``ValueError`` for invalid values before a thread is started.
+
+    Programmatic use (tests, scripted demos): ``panel.controls[key].value = ...``,
+    ``panel.run()``, ``panel.stop()``, ``panel.wait()``; results in ``panel.history``,
+    ``panel.status``, ``panel.message`` and ``panel.figure``.
+    """
+
+    def __init__(
+        self,
+        defaults: Mapping[str, Any],
+        run_fn: Callable[..., Any],
+        compare_runs: Mapping[str, Any] | None = None,
+        *,
+        validate_fn: Callable[[Mapping[str, Any]], None] | None = basic_validate,
+        options: Mapping[str, tuple] | None = None,
+        title: str | None = None,
+        redraw_every: float = 0.5,
+    ):
+        self.defaults = dict(defaults)
+        self.run_fn = run_fn
+        self.compare_runs = dict(compare_runs or {})
+        self.validate_fn = validate_fn
+        self.title = title
+        self.redraw_every = redraw_every
+
+        self.history: list[dict] = []
+        self.status: str = "idle"  # idle | running | completed | stopped | diverged | error | invalid
+        self.message: str = ""
+        self.result: Any = None
+        self.error: BaseException | None = None  # kept for debugging; never shown as traceback
+        self.figure = None  # the last go.Figure drawn
+
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+        self._last_draw = 0.0
+        self._epochs: int | None = None
+
+        self.controls: dict[str, W.ValueWidget] = {}
+        opts = dict(options or {})
+        for f in FIELDS:
+            if f.key in self.defaults:
+                self.controls[f.key] = self._make_control(f, opts.get(f.key, f.options))
+        self._set_defaults()
+
+        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
+                                    disabled=True)
+        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
+                                        layout=W.Layout(width="320px"))
+        self.progress_label = W.Label(value="")
+        self.status_html = W.HTML(value=self._status_markup("idle", "Set values, then click Run."))
+        self.output = W.Output(layout=W.Layout(min_height="380px"))
+        self.run_button.on_click(lambda _b: self.run())
+        self.stop_button.on_click(lambda _b: self.stop())
+
+        grid = W.GridBox(
+            list(self.controls.values()),
+            layout=W.Layout(grid_template_columns="repeat(3, minmax(220px, 1fr))",
+                            grid_gap="4px 12px"),
+        )
+        header = [W.HTML(f"<b>{title}</b>")] if title else []
+        self.widget = W.VBox(
+            header + [
+                grid,
+                W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label]),
+                self.status_html,
+                self.output,
+            ]
+        )
+        self._redraw(force=True)
+
+    # ------------------------------------------------------------------ widgets
+    @staticmethod
+    def _make_control(f: Field, options: tuple) -> W.ValueWidget:
+        style = {"description_width": "110px"}
+        layout = W.Layout(width="auto")
+        if f.kind == "int":
+            return W.IntText(description=f.label, style=style, layout=layout)
+        if f.kind == "float":
+            return W.FloatText(description=f.label, style=style, layout=layout)
+        if f.kind == "bool":
+            return W.Checkbox(description=f.label, indent=False, layout=layout)
+        return W.Dropdown(description=f.label, options=list(options), style=style, layout=layout)
+
+    def _ipython_display_(self):  # display(panel) / last expression of a cell
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _set_defaults(self) -> None:
+        for key, w in self.controls.items():
+            value = self.defaults[key]
+            if isinstance(w, W.Dropdown):
+                values = [v for _, v in w.options]
+                labels = [lab for lab, _ in w.options]
+                if value not in values and value in labels:  # accept the label too
+                    value = values[labels.index(value)]
+                if value not in values:
+                    raise ValueError(
+                        f"default {key} = {value!r} is not one of the panel's options {values}."
+                    )
+            w.value = value
+
+    def config(self) -> dict:
+        """``defaults`` updated with the current widget values."""
+        cfg = dict(self.defaults)
+        cfg.update({k: w.value for k, w in self.controls.items()})
+        return cfg
+
+    # ------------------------------------------------------------------ actions
+    def run(self) -> bool:
+        """Validate the config and start run_fn in a background thread. False if refused."""
+        if self.running:
+            return False
+        cfg = self.config()
+        try:
+            if self.validate_fn is not None:
+                self.validate_fn(cfg)
+        except ValueError as exc:
+            self._finish("invalid", str(exc))
+            return False
+        with self._lock:
+            self.history = []
+            self.result = None
+            self.error = None
+        self._stop.clear()
+        self._t0 = time.monotonic()
+        self._epochs = cfg.get("epochs")  # fixed for this run even if the widget changes
+        self.progress.value = 0.0
+        self.progress.bar_style = ""
+        self.progress_label.value = ""
+        self._set_status("running", "Training…")
+        self.run_button.disabled = True
+        self.stop_button.disabled = False
+        self._redraw(force=True)
+        self._thread = threading.Thread(target=self._worker, args=(cfg,), daemon=True,
+                                        name="sharpness-panel-run")
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        """Ask the running run_fn to stop (it polls ``should_stop``)."""
+        self._stop.set()
+        if self.running:
+            self._set_status("running", "Stopping…")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the run thread ends (for tests/scripts). True if it ended."""
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+            return not t.is_alive()
+        return True
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ------------------------------------------------------------------ worker side
+    def _worker(self, cfg: dict) -> None:
+        try:
+            result = self.run_fn(cfg, self._on_record, self._stop.is_set)
+        except ValueError as exc:  # config rejected by the library: one sentence, no traceback
+            self.error = exc
+            self._finish("invalid", str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the reader as one line
+            self.error = exc
+            self._finish("error", f"run failed: {type(exc).__name__}: {exc}")
+            return
+        self.result = result
+        status = getattr(result, "status", None) or (
+            "stopped" if self._stop.is_set() else "completed")
+        message = getattr(result, "message", None) or self._default_message(status, cfg)
+        self._finish(status, message)
+
+    def _default_message(self, status: str, cfg: Mapping[str, Any]) -> str:
+        last = self.history[-1]["epoch"] if self.history else 0
+        took = _fmt_seconds(time.monotonic() - self._t0)
+        if status == "stopped":
+            return f"stopped at epoch {last} after {took}; history kept."
+        return f"{status}: {last} epochs in {took}."
+
+    def _on_record(self, record: Mapping[str, Any]) -> None:
+        """callback(record) handed to run_fn: store, update progress/ETA, maybe redraw."""
+        with self._lock:
+            self.history.append(dict(record))
+        epochs = self._epochs
+        epoch = record.get("epoch", 0) or 0
+        if epochs:
+            frac = min(max(epoch / epochs, 0.0), 1.0)
+            self.progress.value = frac
+            elapsed = time.monotonic() - self._t0
+            eta = elapsed * (1 - frac) / frac if frac > 0 else float("nan")
+            self.progress_label.value = (
+                f"epoch {epoch}/{epochs} · {_fmt_seconds(elapsed)} elapsed · "
+                f"ETA {_fmt_seconds(eta)}"
+            )
+        self._redraw()
+
+    def _finish(self, status: str, message: str) -> None:
+        self.run_button.disabled = False
+        self.stop_button.disabled = True
+        if status in ("completed",):
+            self.progress.value = 1.0
+            self.progress.bar_style = "success"
+        elif status in ("diverged", "error"):
+            self.progress.bar_style = "danger"
+        elif status == "stopped":
+            self.progress.bar_style = "warning"
+        self._set_status(status, message)
+        if status != "invalid":
+            self._redraw(force=True)
+
+    # ------------------------------------------------------------------ display
+    def _set_status(self, status: str, message: str) -> None:
+        self.status, self.message = status, message
+        self.status_html.value = self._status_markup(status, message)
+
+    @staticmethod
+    def _status_markup(status: str, message: str) -> str:
+        import html
+
+        color = {"completed": "#2ca02c", "stopped": "#b8860b", "diverged": "#d62728",
+                 "error": "#d62728", "invalid": "#d62728"}.get(status, "#555")
+        return (f'<span class="panel-status" data-status="{status}" style="color:{color}">'
+                f"{html.escape(message)}</span>")
+
+    def _redraw(self, force: bool = False) -> None:
+        """Rebuild the figure from compare_runs + history, throttled to redraw_every seconds."""
+        now = time.monotonic()
+        if not force and now - self._last_draw < self.redraw_every:
+            return
+        self._last_draw = now
+        with self._lock:
+            hist = list(self.history)
+        runs = dict(self.compare_runs)
+        colors = {}
+        if hist:
+            runs[YOUR_RUN] = hist
+            colors[YOUR_RUN] = YOUR_RUN_COLOR
+        if not runs:
+            self.figure = None
+            self.output.outputs = ()
+            return
+        fig = plotting.history_figure(runs, colors=colors)
+        self.figure = fig
+        # Assigning .outputs (instead of `with self.output:`) is safe from the worker thread:
+        # the context manager depends on the kernel's current parent message.
+        bundle = plotting.figure_mimebundle(fig)
+        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+
+
+# ---------------------------------------------------------------------- demo / tests
+@dataclass
+class FakeResult:
+    status: str
+    message: str | None = None
+
+
+def fake_run_fn(config: Mapping[str, Any], callback, should_stop, *, delay: float = 0.0,
+                diverge_at: int | None = None, log_every: int | None = None):
+    """Deterministic stand-in for the training loop (demo chapters and tests).
+
+    Emits smooth synthetic curves: loss decays, test error falls toward a level set by ``rho``,
+    the trace decays toward a plateau. Honors ``should_stop`` at each log point, and with
+    ``diverge_at`` reports a divergence the way the real loop should.
+    """
+    basic_validate(config)
+    epochs = int(config.get("epochs", 100))
+    every = log_every or max(1, epochs // 50)
+    rho = float(config.get("rho", 0.0))
+    lr = float(config.get("lr", 0.01))
+    seed = int(config.get("seed", 0))
+    # seed-dependent but deterministic wiggle, so several seeds give a visible band
+    wig = lambda e, k: 1.0 + 0.15 * math.sin(0.7 * seed + k + e * (3 + seed) / max(epochs, 1))
+    for epoch in range(0, epochs + 1, every):
+        if should_stop():
+            return FakeResult("stopped", f"stopped at epoch {epoch}; history kept.")
+        if diverge_at is not None and epoch >= diverge_at:
+            return FakeResult("diverged", f"diverged at epoch {epoch}: loss became inf; "
+                                          "history kept.")
+        t = epoch / max(epochs, 1)
+        callback({
+            "epoch": epoch,
+            "train_loss": (math.exp(-8 * t) + 1e-4) * wig(epoch, 0),
+            "test_error": min(0.5 * math.exp(-6 * t * (1 + 10 * rho)) * wig(epoch, 1) + 0.02, 1),
+            "test_error_se": 0.005,
+            "hessian_trace": (50 * math.exp(-4 * t * (1 + lr * 10)) + 5) * wig(epoch, 2),
+        })
+        if delay:
+            time.sleep(delay)
+    return FakeResult("completed")
