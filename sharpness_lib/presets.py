@@ -30,9 +30,10 @@ def _p(name, figure, description, notes="", **cfg) -> Preset:
     return Preset(name, figure, description, TrainConfig(**{**PAPER, **cfg}), notes)
 
 
-_INIT_NOTE = ("init_scale 0.3 is our choice (the paper does not state its init): at PyTorch's "
-              "default init 1-SAM on 2-MLP-Bias never generalizes; at 0.3x it first reaches "
-              "low error and then degrades, the paper's picture.")
+_INIT_NOTE = ("The paper does not state its initialization; we use PyTorch's default "
+              "(init_scale 1). The outcome of 1-SAM on 2-MLP-Bias depends on it: measured "
+              "here (seed 0, width 512), test error 0.29 at init 1, 0.05 at 0.5 and 0.00 at "
+              "0.3 (see the Scenario II chapter).")
 
 _PRESETS = [
     _p("fig1a", "1a", "2-MLP-No-Bias, GD with weight decay: generalizes (Scenario I).",
@@ -45,10 +46,9 @@ _PRESETS = [
        arch="sbn", algo="sam1", gamma_init=0.1,
        phases=(Phase(100_000, 0.005, 0.1), Phase(100_000, 0.003, 1.0))),
     _p("fig4a", "4a", "2-MLP-Bias, GD with weight decay: generalizes (baseline of Scenario II).",
-       _INIT_NOTE, arch="bias", algo="gd", lr=0.01, rho=0.0, wd=0.05, epochs=100_000,
-       init_scale=0.3),
+       _INIT_NOTE, arch="bias", algo="gd", lr=0.01, rho=0.0, wd=0.05, epochs=100_000),
     _p("fig4b", "4b", "2-MLP-Bias, 1-SAM: flatter than GD+WD but generalizes worse (Scenario II).",
-       _INIT_NOTE, arch="bias", algo="sam1", init_scale=0.3,
+       _INIT_NOTE, arch="bias", algo="sam1",
        phases=(Phase(200_000, 0.01, 0.05), Phase(400_000, 0.01, 0.1))),
     _p("fig5a", "5a", "Softplus 2-MLP-Bias, SGD (batch 1) with weight decay: the baseline.",
        arch="softplus", algo="sgd", batch_size=1, lr=0.001, rho=0.0, wd=0.05, epochs=100_000),
@@ -86,7 +86,16 @@ _PRESETS = [
        arch="deep_bias", depth=3, algo="sam1", lr=0.01, rho=0.05, epochs=100_000),
 ]
 
-PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+# Shorter schedules the book runs at build time (each chapter states why it is shorter).
+# One list per chapter, so that each chapter's settings live in one place.
+_BOOK_SETUP: list[Preset] = []
+_BOOK_SCENARIO1: list[Preset] = []
+_BOOK_SCENARIO2: list[Preset] = []
+_BOOK_SCENARIO3: list[Preset] = []
+_BOOK_PLAYGROUND: list[Preset] = []
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS + _BOOK_SETUP + _BOOK_SCENARIO1 +
+                              _BOOK_SCENARIO2 + _BOOK_SCENARIO3 + _BOOK_PLAYGROUND}
 
 
 def get_preset(name: str) -> Preset:

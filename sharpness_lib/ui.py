@@ -429,3 +429,19 @@ def fake_run_fn(config: Mapping[str, Any], callback, should_stop, *, delay: floa
         if delay:
             time.sleep(delay)
     return FakeResult("completed")
+
+
+def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
+                   title: str | None = None) -> ControlPanel:
+    """A :class:`ControlPanel` wired to :func:`sharpness_lib.train`.
+
+    ``config`` is a :class:`~sharpness_lib.training.TrainConfig` or a preset name; its values
+    are the panel's defaults. Invalid values are refused with the library's own sentence.
+    """
+    from .experiments import panel_defaults, panel_run_fn, validate_panel
+    from .presets import get_preset
+
+    if isinstance(config, str):
+        config = get_preset(config).config
+    return ControlPanel(panel_defaults(config.validate()), panel_run_fn, compare_runs,
+                        validate_fn=validate_panel, title=title)
