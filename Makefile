@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-lib test-book test-browser book vendor bench clean
+.PHONY: all install test test-book test-browser chromium book vendor bench clean
 
 all: test
 
@@ -18,9 +18,23 @@ $(STAMP): requirements.txt pyproject.toml
 
 install: $(STAMP)
 
-# Library tests (fast) then the notebooks under nbval.
-test: $(STAMP)
-	$(BIN)/python -m pytest tests -q
+# The whole suite: library/engine/UI tests, every chapter under nbval, then the built book
+# opened page by page in headless Chromium (no network).
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest tests -q --ignore=tests/browser
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env book/*.ipynb -q -p no:cacheprovider
+	$(MAKE) book
+	$(BIN)/python -m pytest tests/browser -q
+
+# Debian's Chromium for the browser tests: installed when we are root with apt-get.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing Debian's chromium for the browser tests..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "Chromium is needed for the browser tests: install it (Debian/Ubuntu: sudo apt-get install chromium) and run make test again." >&2; exit 1; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
@@ -38,7 +52,7 @@ book: vendor
 
 # Execute every chapter notebook under nbval (compares only cells marked NBVAL_CHECK_OUTPUT).
 test-book: $(STAMP)
-	$(BIN)/python -m pytest --nbval-lax --nbval-current-env book/ -q
+	$(BIN)/python -m pytest --nbval-lax --nbval-current-env book/*.ipynb -q -p no:cacheprovider
 
 # Open the built pages in headless Chromium with no network (needs `make book` and chromium).
 test-browser: $(STAMP)
