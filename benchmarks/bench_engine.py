@@ -1,0 +1,253 @@
+"""Benchmark: the numba engine vs the usual PyTorch loop for the paper's 1-SAM runs.
+
+Same process, same settings (d=30, n=100, width 512, float64, batch size 1).  For every
+architecture (2-MLP-No-Bias, 2-MLP-Bias, softplus, 2-MLP-Sim-LN, 2-MLP-Sim-BN) it prints
+steps/s of
+
+* naive   -- nn.Module, two forward/backward passes per sample, in-place SGD update
+             (torch intra-op threads 1 and 2),
+* numpy   -- (2-MLP-Bias only) the same rank-1 algorithm as the engine, vectorised in numpy
+             per sample: shows where interpretive overhead leaves it,
+* engine  -- one run; and 8 independent runs through ``engine.run_many`` on 1 and 2 threads
+             (aggregate steps/s),
+
+plus the ratio to the naive loop (1 thread) and the projected time of 1e5 epochs (1e7 steps).
+It also times GD epochs (Figure 1a/4a baselines) and the kernels' compile / cache-load time.
+
+    python benchmarks/bench_engine.py           # ~1-2 minutes
+    python benchmarks/bench_engine.py --long    # 10x more steps per measurement
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from sharpness_lib import engine  # noqa: E402
+
+ARCHS = ["nobias", "bias", "softplus", "sln", "sbn"]
+D, N, M = 30, 100, 512
+LR, RHO, EPS = 1e-3, 0.05, 1e-6
+
+
+# ------------------------------------------------------------------------ naive torch loop
+class Net(torch.nn.Module):
+    """The paper's two-layer nets written the usual way (one sample or a batch)."""
+
+    def __init__(self, arch, X):
+        super().__init__()
+        self.arch, self.X = arch, X
+        self.l1 = torch.nn.Linear(D, M, bias=arch != "nobias")
+        self.W2 = torch.nn.Parameter(torch.randn(M) / math.sqrt(M))
+        if arch == "sbn":
+            self.gamma = torch.nn.Parameter(torch.full((M,), 0.1))
+
+    def forward(self, x):
+        z = self.l1(x)
+        if self.arch == "softplus":
+            return torch.nn.functional.softplus(z) @ self.W2
+        h = torch.relu(z)
+        if self.arch == "sln":
+            return (h / h.norm(dim=-1, keepdim=True).clamp(min=EPS)) @ self.W2
+        if self.arch == "sbn":
+            s = torch.relu(self.l1(self.X)).pow(2).mean(0).sqrt()
+            return (h * self.gamma / s) @ self.W2
+        return h @ self.W2
+
+
+def naive_sam1(net, X, Y, steps, lr=LR, rho=RHO):
+    ps = list(net.parameters())
+    n = len(X)
+    t0 = time.perf_counter()
+    for it in range(steps):
+        i = it % n
+        loss = (net(X[i]) - Y[i]) ** 2
+        g = torch.autograd.grad(loss, ps)
+        with torch.no_grad():
+            c = rho / torch.sqrt(sum((gi ** 2).sum() for gi in g))
+            for p, gi in zip(ps, g):
+                p.add_(gi, alpha=float(c))
+        loss = (net(X[i]) - Y[i]) ** 2
+        g2 = torch.autograd.grad(loss, ps)
+        with torch.no_grad():
+            for p, gi, g2i in zip(ps, g, g2):
+                p.sub_(gi, alpha=float(c))
+                p.sub_(g2i, alpha=lr)
+    return steps / (time.perf_counter() - t0)
+
+
+def naive_gd(net, X, Y, epochs, lr=LR, wd=0.05):
+    opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=wd)
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        opt.zero_grad()
+        ((net(X) - Y) ** 2).mean().backward()
+        opt.step()
+    return epochs / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------ numpy per sample
+def numpy_sam1_bias(W1, b1, W2, X, Y, order, lr=LR, rho=RHO):
+    """1-SAM on 2-MLP-Bias with the engine's rank-1 algorithm, numpy vectorised per sample."""
+    sq = (X ** 2).sum(1) + 1.0
+    t0 = time.perf_counter()
+    for i in order:
+        x, y = X[i], Y[i]
+        z = W1 @ x + b1
+        a = np.maximum(z, 0)
+        r = W2 @ a - y
+        gW2 = 2 * r * a
+        dz = 2 * r * W2 * (z > 0)
+        c = rho / math.sqrt(gW2 @ gW2 + sq[i] * (dz @ dz))
+        W2p = W2 + c * gW2
+        zp = z + c * sq[i] * dz
+        ap = np.maximum(zp, 0)
+        rp = W2p @ ap - y
+        dzp = 2 * rp * W2p * (zp > 0)
+        W2 -= lr * 2 * rp * ap
+        b1 -= lr * dzp
+        W1 -= lr * np.outer(dzp, x)
+    return len(order) / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------------ engine
+def make_params(arch, rng):
+    p = {"W1": rng.standard_normal((M, D)) * 0.3 / math.sqrt(D),
+         "W2": rng.standard_normal(M) / math.sqrt(M)}
+    if arch != "nobias":
+        p["b1"] = rng.standard_normal(M) * 0.1
+    if arch == "sbn":
+        p["gamma"] = np.full(M, 0.1)
+    return p
+
+
+def engine_rate(arch, X, Y, epochs, reps, rng, algo="sam1"):
+    best = 0.0
+    for _ in range(reps):
+        p = make_params(arch, rng)
+        orders = np.stack([rng.permutation(N) for _ in range(epochs)])
+        t0 = time.perf_counter()
+        st = engine.run_epochs(p, X, Y, orders, arch=arch, algo=algo, lr=LR, rho=RHO,
+                               wd=0.05 if algo == "gd" else 0.0, epochs=epochs)
+        dt = time.perf_counter() - t0
+        assert st.finite, st
+        best = max(best, epochs * (1 if algo == "gd" else N) / dt)
+    return best
+
+
+def engine_many_rate(arch, X, Y, epochs, n_runs, n_threads, reps, rng):
+    best = 0.0
+    for _ in range(reps):
+        jobs = [dict(params=make_params(arch, rng), X=X, Y=Y,
+                     orders=np.stack([rng.permutation(N) for _ in range(epochs)]), arch=arch,
+                     algo="sam1", lr=LR, rho=RHO) for _ in range(n_runs)]
+        t0 = time.perf_counter()
+        sts = engine.run_many(jobs, n_threads=n_threads)
+        dt = time.perf_counter() - t0
+        assert all(s.finite for s in sts)
+        best = max(best, n_runs * epochs * N / dt)
+    return best
+
+
+def compile_seconds():
+    """Cold compile (empty numba cache dir) and warm cache load, each in a fresh process."""
+    code = "import time;t=time.perf_counter();from sharpness_lib import engine;engine.warmup();" \
+           "print(time.perf_counter()-t)"
+    root = os.path.join(os.path.dirname(__file__), "..")
+    out = {}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, NUMBA_CACHE_DIR=tmp, PYTHONPATH=root)
+        for label in ("cold compile", "cached load"):
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                               text=True, check=True)
+            out[label] = float(r.stdout.strip().splitlines()[-1])
+    return out
+
+
+def fmt_time(steps_per_s, steps=1e7):
+    s = steps / steps_per_s
+    return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--long", action="store_true", help="10x longer measurements")
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--reps", type=int, default=3, help="repetitions (best is kept)")
+    ap.add_argument("--no-compile", action="store_true", help="skip the compile-time probe")
+    args = ap.parse_args(argv)
+    mult = 10 if args.long else 1
+    torch.set_default_dtype(torch.float64)
+    rng = np.random.default_rng(0)
+    X = rng.choice([-1.0, 1.0], size=(N, D))
+    Y = X[:, 0] * X[:, 1]
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    print(f"d={D} n={N} width={M} float64, cores={os.cpu_count()}, torch {torch.__version__}, "
+          f"numba threads={engine.numba.config.NUMBA_NUM_THREADS}")
+    if not args.no_compile:
+        cs = compile_seconds()
+        print("engine.warmup(): " + ", ".join(f"{k} {v:.1f} s" for k, v in cs.items()))
+    engine.warmup()
+
+    rows = []
+    for arch in args.archs.split(","):
+        sbn = arch == "sbn"
+        nsteps = (100 if sbn else 400) * mult
+        naive = {}
+        for th in (1, 2):
+            torch.set_num_threads(th)
+            torch.manual_seed(0)
+            naive[th] = max(naive_sam1(Net(arch, Xt), Xt, Yt, nsteps) for _ in range(args.reps))
+        torch.set_num_threads(1)
+        ep1 = (3 if sbn else 200) * mult
+        eng1 = engine_rate(arch, X, Y, ep1, args.reps, rng)
+        ep8 = (1 if sbn else 50) * mult
+        many = {th: engine_many_rate(arch, X, Y, ep8, 8, th, args.reps, rng) for th in (1, 2)}
+        rows.append((arch, naive, eng1, many))
+        print(f"  measured {arch}", flush=True)
+    torch.set_num_threads(1)
+
+    base = rows[0][1][1] if rows else 1.0
+    hdr = (f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s} "
+           f"{'8 runs 1t':>10s} {'8 runs 2t':>10s} {'2t/1t':>6s} {'1e5 ep (1 run)':>15s} "
+           f"{'1e5 ep naive':>13s}")
+    print("\n1-SAM, batch size 1, steps/s (8 runs: aggregate steps/s)")
+    print(hdr)
+    print("-" * len(hdr))
+    for arch, naive, eng1, many in rows:
+        print(f"{arch:9s} {naive[1]:9,.0f} {naive[2]:9,.0f} {eng1:9,.0f} {eng1 / naive[1]:7.1f}x "
+              f"{many[1]:10,.0f} {many[2]:10,.0f} {many[2] / many[1]:6.2f} {fmt_time(eng1):>15s} "
+              f"{fmt_time(naive[1]):>13s}")
+    del base
+
+    if "bias" in args.archs.split(","):
+        p = make_params("bias", rng)
+        order = np.concatenate([rng.permutation(N) for _ in range(20 * mult)])
+        npr = max(numpy_sam1_bias(p["W1"], p["b1"], p["W2"], X, Y, order)
+                  for _ in range(args.reps))
+        print(f"\nnumpy per-sample rank-1 1-SAM (bias): {npr:,.0f} steps/s "
+              f"(engine {rows[[r[0] for r in rows].index('bias')][2] / npr:.0f}x faster)")
+
+    print("\nGD + weight decay, full batch (epochs/s)")
+    print(f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s}")
+    for arch in args.archs.split(","):
+        g = {}
+        for th in (1, 2):
+            torch.set_num_threads(th)
+            torch.manual_seed(0)
+            g[th] = max(naive_gd(Net(arch, Xt), Xt, Yt, 200 * mult) for _ in range(args.reps))
+        torch.set_num_threads(1)
+        e = engine_rate(arch, X, Y, 200 * mult, args.reps, rng, algo="gd")
+        print(f"{arch:9s} {g[1]:9,.0f} {g[2]:9,.0f} {e:9,.0f} {e / g[1]:7.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Exactness of the numba engine against a per-sample autograd reference (float64).
+
+The reference below is deliberately naive and self-contained: functional torch, one sample at a
+time, two autograd passes per 1-SAM step, written straight from the semantics in
+``sharpness_lib/engine.py`` (Wen, Li, Ma 2023: 1-SAM, m-SAM, SGD, GD(+WD), projected 1-SAM).
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sharpness_lib import engine
+
+torch.set_default_dtype(torch.float64)
+
+
+# ------------------------------------------------------------------------------ reference
+def ref_forward(p, x, arch, eps, X):
+    """f(x) for a batch x (B, d) or one sample (d,)."""
+    z = x @ p["W1"].T
+    if "b1" in p:
+        z = z + p["b1"]
+    if arch == "softplus":
+        return torch.nn.functional.softplus(z) @ p["W2"]
+    h = torch.relu(z)
+    if arch == "sln":
+        norm = torch.clamp(torch.linalg.vector_norm(h, dim=-1, keepdim=True), min=eps)
+        return (h / norm) @ p["W2"]
+    if arch == "sbn":
+        Z = X @ p["W1"].T + p["b1"]
+        s2 = torch.relu(Z).pow(2).mean(0)
+        live = s2 > 0
+        # dead neurons (s_j == 0) contribute 0 and get no gradient; keep sqrt away from 0
+        s = torch.sqrt(torch.where(live, s2, torch.ones_like(s2)))
+        return (h * p["gamma"] * live / s) @ p["W2"]
+    return h @ p["W2"]
+
+
+def ref_loss(p, idx, X, Y, arch, eps):
+    out = ref_forward(p, X[idx], arch, eps, X)
+    return ((out - Y[idx]) ** 2).mean()
+
+
+def ref_train(params, X, Y, orders, *, arch, algo, lr, rho=0.0, wd=0.0, batch_size=1, eps=1e-6,
+              project_norm=None, epochs=None):
+    names = list(params)
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    n = X.shape[0]
+    E = epochs if (algo == "gd" and epochs is not None) else len(orders)
+    bsz = 1 if algo == "sam1" else batch_size
+    for ep in range(E):
+        if algo == "gd":
+            chunks = [torch.arange(n)]
+        else:
+            o = torch.tensor(orders[ep])
+            chunks = [o[c:c + bsz] for c in range(0, n, bsz)]
+        for idx in chunks:
+            loss = ref_loss(p, idx, Xt, Yt, arch, eps)
+            g = torch.autograd.grad(loss, [p[k] for k in names])
+            if algo in ("sam1", "msam"):
+                gn = torch.sqrt(sum((gi ** 2).sum() for gi in g))
+                c = rho / gn if gn > 0 else 0.0
+                pp = {k: (p[k] + c * gi).detach().requires_grad_(True) for k, gi in zip(names, g)}
+                loss = ref_loss(pp, idx, Xt, Yt, arch, eps)
+                g = torch.autograd.grad(loss, [pp[k] for k in names])
+            with torch.no_grad():
+                for k, gi in zip(names, g):
+                    p[k] -= lr * (gi + wd * p[k])
+                if project_norm is not None:
+                    nrm = torch.sqrt((p["W1"] ** 2).sum() + (p["b1"] ** 2).sum())
+                    p["W1"] *= project_norm / nrm
+                    p["b1"] *= project_norm / nrm
+    return {k: v.detach().numpy() for k, v in p.items()}
+
+
+# ------------------------------------------------------------------------------ fixtures
+def make_problem(arch, n=100, d=20, m=32, seed=0, w1_scale=1.0, gamma0=0.3):
+    rng = np.random.default_rng(seed)
+    X = rng.choice([-1.0, 1.0], size=(n, d))
+    Y = X[:, 0] * X[:, 1]
+    p = {"W1": rng.standard_normal((m, d)) * w1_scale / math.sqrt(d)}
+    if arch != "nobias":
+        p["b1"] = rng.standard_normal(m) * 0.1
+    p["W2"] = rng.standard_normal(m) / math.sqrt(m)
+    if arch == "sbn":
+        p["gamma"] = np.full(m, gamma0)
+    return X, Y, p
+
+
+def orders_for(E, n, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.permutation(n) for _ in range(E)]).astype(np.int64)
+
+
+def assert_close(got, want, start, rtol=1e-6):
+    moved = 0.0
+    for k in want:
+        a, b = got[k], want[k]
+        scale = np.linalg.norm(b)
+        err = np.linalg.norm(a - b) / scale
+        assert err < rtol, f"{k}: relative error {err:.3e}"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max(), err_msg=k)
+        moved = max(moved, np.linalg.norm(b - start[k]) / max(np.linalg.norm(start[k]), 1e-12))
+    # the comparison is only meaningful if training actually moved the parameters
+    assert moved > 1e-3, f"parameters hardly moved ({moved:.2e})"
+
+
+def check(arch, algo, E=10, seed=0, prob=None, **kw):
+    X, Y, p0 = prob or make_problem(arch, seed=seed)
+    n = X.shape[0]
+    orders = orders_for(E, n, seed + 1)
+    want = ref_train(p0, X, Y, orders, arch=arch, algo=algo, **kw)
+    got = {k: v.copy() for k, v in p0.items()}
+    st = engine.run_epochs(got, X, Y, orders, arch=arch, algo=algo, **kw)
+    assert st.finite and st.epochs_done == E, st
+    assert_close(got, want, p0)
+    return got
+
+
+# ------------------------------------------------------------------------------ tests
+@pytest.mark.parametrize("arch", ["nobias", "bias", "softplus", "sln", "sbn"])
+@pytest.mark.parametrize("wd", [0.0, 0.02])
+def test_sam1_matches_reference(arch, wd):
+    lr = {"sbn": 0.02, "sln": 0.05}.get(arch, 0.02)
+    check(arch, "sam1", lr=lr, rho=0.1, wd=wd, eps=1e-6)
+
+
+@pytest.mark.parametrize("arch,rho,lr", [("nobias", 0.5, 0.01), ("bias", 0.05, 0.01),
+                                         ("softplus", 0.5, 0.01), ("sln", 0.5, 0.1)])
+def test_sam1_other_sizes(arch, rho, lr):
+    prob = make_problem(arch, d=30, m=64, seed=3)
+    check(arch, "sam1", lr=lr, rho=rho, wd=0.0, seed=3, prob=prob)
+
+
+def test_sam1_projected_sln():
+    # Figure 6b: 1-SAM on 2-MLP-Sim-LN with ||(W1, b1)|| held at 10
+    X, Y, p = make_problem("sln", seed=2)
+    got = check("sln", "sam1", seed=2, prob=(X, Y, p), lr=0.05, rho=0.5, project_norm=10.0)
+    assert math.isclose(math.sqrt((got["W1"] ** 2).sum() + (got["b1"] ** 2).sum()), 10.0,
+                        rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["nobias", "bias", "softplus", "sln", "sbn"])
+@pytest.mark.parametrize("algo,bs", [("sgd", 1), ("sgd", 10), ("gd", 100), ("msam", 10)])
+def test_minibatch_algos_match_reference(arch, algo, bs):
+    E = 200 if algo == "gd" else 10
+    check(arch, algo, E=E, lr=0.02, rho=0.1, wd=0.01, batch_size=bs)
+
+
+def test_sbn_dead_neuron_gets_no_gradient():
+    X, Y, p = make_problem("sbn", m=8)
+    p["W1"][0] = 0.0
+    p["b1"][0] = -1.0  # relu(W1 x + b1) == 0 on every training point: s_0 == 0
+    before = {k: v.copy() for k, v in p.items()}
+    st = engine.run_epochs(p, X, Y, orders_for(2, 100), arch="sbn", algo="sam1", lr=0.01,
+                           rho=0.1)
+    assert st.finite
+    for k in p:
+        np.testing.assert_array_equal(p[k][0], before[k][0], err_msg=k)
+
+
+def test_gd_without_orders():
+    X, Y, p0 = make_problem("bias")
+    want = ref_train(p0, X, Y, None, arch="bias", algo="gd", lr=0.05, wd=0.05, epochs=50)
+    got = {k: v.copy() for k, v in p0.items()}
+    st = engine.run_epochs(got, X, Y, None, arch="bias", algo="gd", lr=0.05, wd=0.05, epochs=50)
+    assert st.finite and st.epochs_done == 50
+    assert_close(got, want, p0)
+
+
+def test_chunked_calls_equal_one_call():
+    """The caller runs the engine in chunks between log points: same result as one call."""
+    X, Y, p0 = make_problem("bias")
+    orders = orders_for(6, 100)
+    a = {k: v.copy() for k, v in p0.items()}
+    b = {k: v.copy() for k, v in p0.items()}
+    engine.run_epochs(a, X, Y, orders, arch="bias", algo="sam1", lr=0.02, rho=0.1)
+    for c in range(3):
+        engine.run_epochs(b, X, Y, orders[2 * c:2 * c + 2], arch="bias", algo="sam1", lr=0.02,
+                          rho=0.1)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_updates_torch_parameters_in_place():
+    X, Y, p0 = make_problem("bias", m=16)
+    W1 = torch.nn.Parameter(torch.tensor(p0["W1"]))
+    b1 = torch.nn.Parameter(torch.tensor(p0["b1"]))
+    W2 = torch.nn.Parameter(torch.tensor(p0["W2"]))
+    views = {"W1": W1.detach().numpy(), "b1": b1.detach().numpy(), "W2": W2.detach().numpy()}
+    engine.run_epochs(views, X, Y, orders_for(1, 100), arch="bias", algo="sam1", lr=0.02, rho=0.1)
+    assert not np.allclose(W1.detach().numpy(), p0["W1"])
+    assert np.shares_memory(views["W1"], W1.detach().numpy())
+
+
+@pytest.mark.parametrize("arch,algo", [("bias", "sam1"), ("sbn", "sam1"), ("bias", "gd")])
+def test_divergence_is_reported(arch, algo):
+    X, Y, p = make_problem(arch)
+    p0 = {k: v.copy() for k, v in p.items()}
+    st = engine.run_epochs(p, X, Y, orders_for(50, 100), arch=arch, algo=algo, lr=50.0, rho=0.1,
+                           epochs=50)
+    assert not st.finite
+    assert st.fail_epoch is not None and st.fail_step is not None
+    assert st.epochs_done == st.fail_epoch
+    for k in p0:
+        np.testing.assert_array_equal(st.start_params[k], p0[k])
+
+
+def test_supports():
+    assert engine.supports("bias", "sam1")
+    assert engine.supports("sbn", "gd")
+    assert not engine.supports("bias", "sam1", loss="logistic")
+    assert not engine.supports("mlp3", "sam1")
+    assert not engine.supports("bias", "sam1", optimizer="adam")
+
+
+def test_run_many_matches_sequential():
+    jobs, seq = [], []
+    for s in range(4):
+        X, Y, p = make_problem("bias", seed=s, m=16)
+        orders = orders_for(3, 100, s)
+        kw = dict(X=X, Y=Y, orders=orders, arch="bias", algo="sam1", lr=0.02, rho=0.1)
+        jobs.append(dict(params={k: v.copy() for k, v in p.items()}, **kw))
+        seq.append(dict(params={k: v.copy() for k, v in p.items()}, **kw))
+    engine.run_many(jobs, n_threads=2)
+    for j in seq:
+        engine.run_epochs(**j)
+    for a, b in zip(jobs, seq):
+        for k in a["params"]:
+            np.testing.assert_array_equal(a["params"][k], b["params"][k])
+
+
+# ------------------------------------------------------------------------------ via training API
+training = pytest.importorskip("sharpness_lib.training")
+
+
+def _train_params(cfg, eng):
+    res = training.train(cfg, engine=eng)
+    assert res.status == "completed", res.message
+    assert res.engine == eng
+    return {k: p.detach().numpy().copy() for k, p in res.model.named_parameters()}, res
+
+
+@pytest.mark.parametrize("arch,algo,extra", [
+    ("nobias", "sam1", {}), ("bias", "sam1", {"wd": 0.01}), ("softplus", "sam1", {}),
+    ("sln", "sam1", {"lr": 0.05}), ("sln", "sam1", {"lr": 0.05, "project_norm": 5.0}),
+    ("sbn", "sam1", {"gamma_init": 0.3}), ("bias", "gd", {"wd": 0.05, "epochs": 100}),
+    ("bias", "sgd", {"batch_size": 10, "wd": 0.05}), ("nobias", "msam", {"batch_size": 10}),
+])
+def test_training_api_reference_vs_numba(arch, algo, extra):
+    """train(cfg, engine="reference") and train(cfg, engine="numba") agree after 1000 steps."""
+    cfg = dict(arch=arch, algo=algo, d=20, n=100, width=32, lr=0.01, rho=0.1, epochs=10,
+               seed=0, log_every=5, test_samples=1000)
+    cfg.update(extra)
+    ref, rres = _train_params(cfg, "reference")
+    got, gres = _train_params(cfg, "numba")
+    assert ref.keys() == got.keys()
+    for k in ref:
+        err = np.linalg.norm(got[k] - ref[k]) / np.linalg.norm(ref[k])
+        assert err < 1e-6, f"{k}: relative error {err:.2e}"
+    for a, b in zip(rres.history, gres.history):
+        assert a["epoch"] == b["epoch"]
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6, abs=1e-12)
