@@ -53,7 +53,19 @@ def _memorizing_first_layer(x: torch.Tensor, margin: float | None):
     """
     d = x.shape[1]
     w = x / x.norm(dim=1, keepdim=True)
-    e = (1 / math.sqrt(d)) if margin is None else check_float("margin", margin, 0, low_open=True)
+    if margin is None:
+        # half the smallest gap w_i.x_i - max_{j != i} w_i.x_j over the training set; on the
+        # hypercube also at most half the gap 2/sqrt(d) to any other vertex, so that every
+        # unseen point of the cube lands outside all neurons (Proposition 4.1)
+        proj = w @ x.T
+        own = proj.diagonal().clone()
+        proj.fill_diagonal_(-math.inf)
+        gap = float((own - proj.max(dim=1).values).min()) if x.shape[0] > 1 else math.inf
+        if bool((x.abs() == 1).all()):
+            gap = min(gap, 2 / math.sqrt(d))
+        e = gap / 2
+    else:
+        e = check_float("margin", margin, 0, low_open=True)
     W1 = w / e
     b1 = (e - (w * x).sum(1)) / e
     return W1, b1

@@ -17,7 +17,7 @@ import torch
 from ._validation import check_int, check_n
 
 EXACT_MAX_D = 20
-DEFAULT_TEST_SAMPLES = 20_000
+DEFAULT_TEST_SAMPLES = 10_000
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,9 @@ __all__ = [
     "figure_mimebundle",
     "history_figure",
     "in_book_build",
+    "memorization_regions_figure",
     "neuron_weights_figure",
+    "scatter_figure",
     "slider_figure",
     "use_book_renderer",
 ]
@@ -625,4 +627,188 @@ def neuron_weights_figure(
     )
     fig.update_yaxes(autorange="reversed")  # largest neuron on top
     fig.update_xaxes(type="category")
+    return fig
+
+
+# ----------------------------------------------------------------------------- Figure 3
+def _disk_cap(a: np.ndarray, b: float, samples: int = 96) -> np.ndarray | None:
+    """Polygon of {z : |z| <= 1, a.z + b >= 0} (a circular segment), or None if empty."""
+    na = float(np.linalg.norm(a))
+    if na == 0:
+        return None if b < 0 else np.column_stack([np.cos(t := np.linspace(0, 2 * np.pi, samples)),
+                                                   np.sin(t)])
+    c = -b / na  # the chord sits at distance c from the centre along a / |a|
+    if c >= 1:
+        return None
+    half = np.pi if c <= -1 else float(np.arccos(c))
+    phi = float(np.arctan2(a[1], a[0]))
+    t = np.linspace(phi - half, phi + half, samples)
+    return np.column_stack([np.cos(t), np.sin(t)])
+
+
+def _first_layer(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if isinstance(model, Sequence) and len(model) == 3:
+        W1, b1, W2 = model
+    else:
+        W1, b1, W2 = model.W1, model.b1, model.W2
+    W1, b1, W2 = _to_numpy(W1), _to_numpy(b1).reshape(-1), _to_numpy(W2).reshape(-1)
+    if W1.ndim != 2 or W1.shape[1] != 2 or b1.size != W1.shape[0] or W2.size != W1.shape[0]:
+        raise ValueError("each model must be a 2-layer net on 2-D inputs: W1 (m, 2), b1 (m,), "
+                         f"W2 (m,); got shapes {W1.shape}, {b1.shape}, {W2.shape}")
+    return W1, b1, W2
+
+
+def memorization_regions_figure(
+    points: Any,
+    labels: Any,
+    models_by_margin: Mapping[float, Any],
+    *,
+    title: str | None = None,
+    active: int = 0,
+    extent: float = 1.25,
+    circle_samples: int = 1440,
+    height: int = 560,
+) -> go.Figure:
+    """Figure 3 of Wen, Li & Ma (2023): where the neurons of a memorizing 2-MLP-Bias fire.
+
+    ``points`` (n, 2) are training inputs (the paper's picture: points on the unit circle),
+    ``labels`` their ±1 labels, and ``models_by_margin`` maps a margin ε to a 2-layer ReLU net
+    with bias on 2-D inputs -- an object with ``W1`` (m, 2), ``b1`` (m,), ``W2`` (m,) (e.g.
+    ``sharpness_lib.memorizing_solution(x, y, margin=ε)``) or a tuple ``(W1, b1, W2)``.
+
+    A slider switches between margins (precomputed, no kernel needed). Each step shades, in one
+    colour per neuron, the part of the unit disk where that neuron is active
+    ({z : W1_j·z + b1_j > 0}, a circular segment), draws in black the arcs of the unit circle
+    on which the network's output is non-zero, and reports in the title the fraction of the
+    circle on which the output is exactly 0 (there every prediction counts as an error). Axes
+    span [-extent, extent] with equal scales.
+    """
+    X = _to_numpy(points)
+    y = _to_numpy(labels).reshape(-1)
+    if X.ndim != 2 or X.shape[1] != 2 or y.size != X.shape[0]:
+        raise ValueError(f"points must be (n, 2) and labels (n,); got {X.shape} and {y.shape}")
+    if not isinstance(models_by_margin, Mapping) or not models_by_margin:
+        raise ValueError("models_by_margin must be a non-empty dict margin -> model")
+    margins = list(models_by_margin)
+    if not 0 <= active < len(margins):
+        raise ValueError(f"active must be in [0, {len(margins) - 1}], got {active}")
+    circle_samples = int(circle_samples)
+    if circle_samples < 8:
+        raise ValueError(f"circle_samples must be >= 8, got {circle_samples}")
+
+    theta = np.linspace(0, 2 * np.pi, circle_samples, endpoint=False)
+    circle = np.column_stack([np.cos(theta), np.sin(theta)])
+    fig = go.Figure()
+    owner: list[int] = []
+    fig.add_trace(go.Scatter(
+        x=_f32(np.append(circle[:, 0], 1.0)), y=_f32(np.append(circle[:, 1], 0.0)),
+        mode="lines", line={"color": PALETTE[7], "width": 1, "dash": "dot"},
+        name="unit circle", hoverinfo="skip"))
+    owner.append(-1)
+    titles = []
+    for v_idx, eps in enumerate(margins):
+        W1, b1, W2 = _first_layer(models_by_margin[eps])
+        for j in range(W1.shape[0]):
+            poly = _disk_cap(W1[j], float(b1[j]))
+            if poly is None:
+                continue  # never active on the disk
+            colour = color_for(j)
+            fig.add_trace(go.Scatter(
+                x=_f32(np.append(poly[:, 0], poly[0, 0])), y=_f32(np.append(poly[:, 1], poly[0, 1])),
+                fill="toself", fillcolor=_rgba(colour, 0.22), mode="lines",
+                line={"color": colour, "width": 1}, name=f"neuron {j + 1} active",
+                legendgroup="regions", showlegend=False, visible=(v_idx == active),
+                hovertemplate=f"neuron {j + 1} active (W2 = {W2[j]:+.3g})<extra></extra>"))
+            owner.append(v_idx)
+        f = np.maximum(circle @ W1.T + b1, 0) @ W2
+        nonzero = f != 0
+        arc = np.where(nonzero[:, None], circle, np.nan)
+        fig.add_trace(go.Scatter(
+            x=_f32(np.append(arc[:, 0], arc[0, 0])), y=_f32(np.append(arc[:, 1], arc[0, 1])),
+            mode="lines", line={"color": "black", "width": 4}, connectgaps=False,
+            name="output f ≠ 0 on the circle", showlegend=True, visible=(v_idx == active),
+            hoverinfo="skip"))
+        owner.append(v_idx)
+        zero_frac = 1.0 - float(nonzero.mean())
+        titles.append((title + "<br>" if title else "")
+                      + f"margin ε = {_fmt(eps)}: output exactly 0 on {100 * zero_frac:.1f}% "
+                      "of the circle")
+    for lab, colour, symbol in ((1, PALETTE[1], "circle"), (-1, PALETTE[0], "square")):
+        sel = y * lab > 0
+        if sel.any():
+            fig.add_trace(go.Scatter(
+                x=_f32(X[sel, 0]), y=_f32(X[sel, 1]), mode="markers",
+                marker={"color": colour, "size": 11, "symbol": symbol,
+                        "line": {"color": "white", "width": 1.5}},
+                name=f"training point, y = {lab:+d}",
+                hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>"))
+            owner.append(-1)
+    steps = [{"method": "update", "label": _fmt(eps),
+              "args": [{"visible": [o in (-1, v_idx) for o in owner]}, {"title.text": titles[v_idx]}]}
+             for v_idx, eps in enumerate(margins)]
+    fig.update_layout(
+        title={"text": titles[active]}, height=height, template="plotly_white",
+        sliders=[{"active": active, "currentvalue": {"prefix": "margin ε = "},
+                  "pad": {"t": 40}, "steps": steps}],
+        margin={"l": 40, "r": 20, "t": 70, "b": 40},
+        legend={"yanchor": "top", "y": 1.0, "x": 1.02},
+        hovermode="closest",
+    )
+    fig.update_xaxes(range=[-extent, extent], zeroline=False, title_text="x[1]",
+                     constrain="domain")
+    fig.update_yaxes(range=[-extent, extent], zeroline=False, scaleanchor="x", scaleratio=1,
+                     title_text="x[2]")
+    return fig
+
+
+def scatter_figure(
+    groups: Mapping[str, tuple[Any, Any]],
+    x_title: str,
+    y_title: str,
+    *,
+    diagonal: bool = False,
+    log: bool = False,
+    hover: Mapping[str, Sequence[str]] | None = None,
+    title: str | None = None,
+    height: int = 420,
+) -> go.Figure:
+    """Scatter of one quantity against another, one colour per group (Lemma 4.1, Lemma 3.1).
+
+    Used by the Setup chapter (exact Tr ∇²L of random interpolating 2-MLP-Bias nets against
+    the Lemma 4.1 lower bound (2/n) Σ 2||x'_i|| |y_i|) and by Scenario I (Tr ∇²L against the
+    path norm Σ_j ||W1_j|| |W2_j| of Lemma 3.1). ``groups`` maps a label to ``(x, y)`` arrays;
+    ``diagonal=True`` adds the line y = x over the range of the x values (points on or above it
+    satisfy y >= x); ``log=True`` uses log axes; ``hover`` maps a label to one text per point.
+    """
+    if not isinstance(groups, Mapping) or not groups:
+        raise ValueError("groups must be a non-empty dict label -> (x, y)")
+    fig = go.Figure()
+    lo, hi = math.inf, -math.inf
+    for i, (label, xy) in enumerate(groups.items()):
+        x, y = (_to_numpy(v).reshape(-1) for v in xy)
+        if x.size != y.size:
+            raise ValueError(f"group {label!r}: x has {x.size} points but y has {y.size}")
+        xs = x[np.isfinite(x) & ((x > 0) | (not log))]
+        if xs.size:
+            lo, hi = min(lo, float(xs.min())), max(hi, float(xs.max()))
+        text = list((hover or {}).get(label, [])) or None
+        fig.add_trace(go.Scatter(
+            x=_f32(x), y=_f32(y), mode="markers", name=str(label), text=text,
+            marker={"color": color_for(i), "size": 8, "opacity": 0.8},
+            hovertemplate=(f"{label}<br>%{{x:.4g}}, %{{y:.4g}}"
+                           + ("<br>%{text}" if text else "") + "<extra></extra>"),
+        ))
+    if diagonal and math.isfinite(lo):
+        fig.add_trace(go.Scatter(
+            x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
+            line={"color": PALETTE[7], "dash": "dash", "width": 1.5}, hoverinfo="skip",
+        ))
+    fig.update_layout(
+        title=title, height=height, template="plotly_white", xaxis_title=x_title,
+        yaxis_title=y_title, margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+    )
+    if log:
+        fig.update_xaxes(type="log", exponentformat="power")
+        fig.update_yaxes(type="log", exponentformat="power")
     return fig

@@ -82,3 +82,17 @@ def test_construction_input_errors():
         memorizing_solution(data.x, data.y, depth=1)
     with pytest.raises(ValueError, match="width"):
         generalizing_solution(5, width=3)
+
+
+def test_memorizing_solution_on_circle_points_default_margin():
+    """Definition 4.1 beyond the hypercube: equal-norm points in the plane (Figure 3)."""
+    import math
+    th = torch.linspace(0, 2 * math.pi, 13, dtype=torch.float64)[:-1]
+    x = torch.stack([th.cos(), th.sin()], 1)
+    y = torch.tensor([1.0, -1.0] * 6, dtype=torch.float64)
+    model = memorizing_solution(x, y)
+    assert torch.allclose(model(x), y, atol=1e-12)
+    assert hessian_trace(model, x, y) == pytest.approx(sharpness_lower_bound("bias", x, y), rel=1e-12)
+    # each neuron fires on its own point only
+    act = torch.relu(model.preactivation(x)) > 0
+    assert torch.equal(act, torch.eye(12, dtype=torch.bool))

@@ -280,3 +280,70 @@ def test_use_book_renderer_is_safe_outside_ipython():
     assert P.RENDERER_NAME in pio.renderers
     assert name == before == pio.renderers.default  # default untouched in plain Python
     P.use_book_renderer()  # idempotent
+
+
+# ----------------------------------------------------------------------------- Figure 3
+def _circle_memorizer(k=6, margin=0.1):
+    """Hand-built memorizing net on k points of the unit circle (as in Theorem 4.1)."""
+    ang = 2 * np.pi * np.arange(k) / k
+    X = np.column_stack([np.cos(ang), np.sin(ang)])
+    y = np.where(np.arange(k) % 2 == 0, 1.0, -1.0)
+    W1 = X / margin
+    b1 = (margin - 1.0) / margin * np.ones(k)
+    return X, y, (W1, b1, y.copy())
+
+
+def test_memorization_regions_figure_slider_and_zero_fraction():
+    X, y, _ = _circle_memorizer()
+    models = {e: _circle_memorizer(margin=e)[2] for e in (0.05, 0.5)}
+    fig = P.memorization_regions_figure(X, y, models, active=1)
+    steps = fig.layout.sliders[0].steps
+    assert [s.label for s in steps] == ["0.05", "0.5"]
+    # step 0 shows the static traces (circle, points) and its own regions only
+    vis0 = steps[0].args[0]["visible"]
+    assert len(vis0) == len(fig.data)
+    regions = [t for t in fig.data if t.fill == "toself"]
+    assert len(regions) == 2 * 6  # one cap per neuron per margin
+    # caps of half-angle arccos(1 - eps): 6 of them cover 6 * 2 * arccos(0.95) / (2 pi)
+    frac_nonzero = 6 * 2 * math.acos(0.95) / (2 * math.pi)
+    shown = float(steps[0].args[1]["title.text"].split(" on ")[1].split("%")[0])
+    assert abs(shown - 100 * (1 - frac_nonzero)) < 0.5  # sampled on 1440 points of the circle
+    # at eps = 0.5 the caps (half-angle 60 degrees, 60 degrees apart) overlap: f != 0 except
+    # where two neighbours of opposite labels cancel exactly (the midpoints)
+    assert float(fig.layout.title.text.split(" on ")[1].split("%")[0]) < 0.5
+    assert sum(bool(v) for v in vis0) == 3 + 6 + 1  # circle + 2 label groups + 6 caps + arc
+    # every cap lies inside the unit disk
+    for t in regions:
+        assert np.all(np.hypot(np.asarray(t.x), np.asarray(t.y)) <= 1 + 1e-6)
+
+
+def test_memorization_regions_figure_accepts_model_objects_and_rejects_bad_input():
+    X, y, (W1, b1, W2) = _circle_memorizer()
+
+    class Net:  # any object with W1, b1, W2 attributes (e.g. a library TwoMLPBias)
+        pass
+
+    net = Net()
+    net.W1, net.b1, net.W2 = W1, b1, W2
+    fig = P.memorization_regions_figure(X, y, {0.1: net})
+    assert len(fig.layout.sliders[0].steps) == 1
+    with pytest.raises(ValueError, match="points"):
+        P.memorization_regions_figure(X[:, :1], y, {0.1: net})
+    with pytest.raises(ValueError, match="2-D inputs"):
+        P.memorization_regions_figure(X, y, {0.1: (np.ones((6, 3)), b1, W2)})
+    with pytest.raises(ValueError, match="active"):
+        P.memorization_regions_figure(X, y, {0.1: net}, active=2)
+
+
+def test_scatter_figure_groups_diagonal_and_log():
+    fig = P.scatter_figure({"a": ([1.0, 2.0], [3.0, 4.0]), "b": (np.array([5.0]), [6.0])},
+                           "bound", "trace", diagonal=True, log=True,
+                           hover={"a": ["p", "q"]})
+    assert [t.name for t in fig.data] == ["a", "b", "y = x"]
+    assert list(fig.data[2].x) == [1.0, 5.0]  # spans the x values
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+    assert list(fig.data[0].text) == ["p", "q"]
+    with pytest.raises(ValueError, match="points"):
+        P.scatter_figure({"a": ([1.0, 2.0], [3.0])}, "x", "y")
+    with pytest.raises(ValueError, match="non-empty"):
+        P.scatter_figure({}, "x", "y")
