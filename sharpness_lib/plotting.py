@@ -501,20 +501,23 @@ def _fmt(v: Any) -> str:
 _CAPTION_KEYS = {
     "arch": "architecture", "architecture": "architecture", "width": "width m",
     "bias": "bias", "norm": "normalization", "normalization": "normalization",
-    "activation": "activation", "algorithm": "algorithm", "optimizer": "algorithm",
+    "activation": "activation", "algorithm": "algorithm", "algo": "algorithm",
+    "optimizer": "base optimizer", "batch_size": "batch", "schedule": "schedule",
     "lr": "lr η", "rho": "ρ", "weight_decay": "weight decay", "wd": "weight decay",
-    "batch_size": "batch", "init_scale": "init scale", "epochs": "epochs",
+    "init_scale": "init scale", "epochs": "epochs",
     "d": "d", "n": "n", "seed": "seed", "seeds": "seeds",
 }
 
 
-def caption(config: Mapping[str, Any], *, html: bool = False) -> str:
+def caption(config: Any, *, html: bool = False) -> str:
     """A one-line summary of a run's hyperparameters, to print next to its figure.
 
     Returns Markdown (``**lr η** 0.01 · **ρ** 0.05 · …``; display it with
     ``IPython.display.Markdown``) or, with ``html=True``, the same as an HTML ``<p>``.
     Keys with value ``None`` are skipped; lists (schedules) are joined with ``→``.
     """
+    if hasattr(config, "summary"):  # a TrainConfig: only the settings that matter
+        config = config.summary()
     order = list(dict.fromkeys([k for k in _CAPTION_KEYS if k in config] + list(config)))
     parts = []
     for k in order:

@@ -154,6 +154,44 @@ class TrainConfig:
     def schedule(self) -> list[Phase]:
         return list(self.phases) if self.phases else [Phase(self.epochs, self.lr, self.rho)]
 
+    def summary(self) -> dict:
+        """The settings that matter for this run, in reading order (for captions).
+
+        Architecture-specific options appear only where they apply and when they differ from
+        the default; a multi-phase schedule appears as ``schedule`` instead of lr/rho/epochs.
+        """
+        c = self.validate()
+        out = {"arch": ARCH_NAMES[c.arch], "width": c.width,
+               "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[c.algo]}
+        if c.algo in ("sgd", "msam"):
+            out["batch_size"] = c.batch_size
+        if c.phases:
+            out["schedule"] = [f"{p.epochs} ep @ lr {p.lr:g}" + (f", rho {p.rho:g}" if
+                               c.algo in ("sam1", "msam") else "") for p in c.phases]
+        else:
+            out["lr"] = c.lr
+            if c.algo in ("sam1", "msam"):
+                out["rho"] = c.rho
+            out["epochs"] = c.epochs
+        out["wd"] = c.wd
+        out["init_scale"] = c.init_scale
+        extras = {"first_layer_scale": (c.first_layer_scale, 1.0),
+                  "project_norm": (c.project_norm, None),
+                  "loss": (c.loss, "mse"), "optimizer": (c.optimizer, "sgd")}
+        if c.arch == "sbn":
+            extras["gamma_init"] = (c.gamma_init, None)
+        if c.arch == "sln":
+            extras["eps"] = (c.eps, None)
+        if c.arch == "deep_bias":
+            extras["depth"] = (c.depth, None)
+        if c.loss == "logistic":
+            extras["label_smoothing"] = (c.label_smoothing, None)
+        out.update({k: v for k, (v, default) in extras.items() if v != default})
+        out.update(d=c.d, n=c.n, seed=c.seed)
+        if c.d > 20:
+            out["test_samples"] = c.test_samples
+        return out
+
     def describe(self) -> str:
         """One line naming what is run, for captions and logs."""
         phases = " then ".join(f"{p.epochs} ep at lr {p.lr:g}" + (f", rho {p.rho:g}" if
@@ -161,8 +199,12 @@ class TrainConfig:
                                for p in self.schedule())
         algo = {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": f"{self.batch_size}-SAM"}[self.algo]
         wd = f", wd {self.wd:g}" if self.wd else ""
+        extra = "".join(f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
+                        for k, v in self.summary().items()
+                        if k in ("first_layer_scale", "project_norm", "gamma_init", "depth",
+                                 "loss", "label_smoothing", "optimizer"))
         return (f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
-                f"d={self.d}, n={self.n}, init x{self.init_scale:g}, seed {self.seed}")
+                f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}")
 
 
 class EpochOrders:

@@ -233,9 +233,11 @@ def _on_html_page_context(app, pagename, templatename, context, doctree) -> None
     # plotly.js is 4.8 MB: load it only where a figure is (it is cached across pages anyway).
     # Added as a classic (blocking) <head> script so `Plotly` exists before the inline
     # Plotly.newPlot calls in the body run.
-    if PLOTLY_MARKER in (context.get("body") or ""):
-        app.add_js_file(PLOTLY_JS, priority=300)
     has_widgets = any(s.endswith(WIDGETS_JS) for s in scripts)
+    # widget state can hold figures too (the control panel draws into an Output widget),
+    # escaped inside JSON where the marker does not appear literally
+    if has_widgets or PLOTLY_MARKER in (context.get("body") or ""):
+        app.add_js_file(PLOTLY_JS, priority=300)
     if has_widgets:
         rel = context["pathto"]("_static/jupyter-widgets/", 1)
         app.add_js_file(None, body=WIDGETS_PATHS_JS % rel, priority=310)
