@@ -236,8 +236,11 @@ def main(argv=None):
         print(f"\nnumpy per-sample rank-1 1-SAM (bias): {npr:,.0f} steps/s "
               f"(engine {rows[[r[0] for r in rows].index('bias')][2] / npr:.0f}x faster)")
 
-    print("\nGD + weight decay, full batch (epochs/s)")
-    print(f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s}")
+    print("\nGD + weight decay, full batch (epochs/s); last column: engine GD epochs per engine "
+          "1-SAM epoch (n steps) time, >= 1 means a GD epoch is no dearer than a 1-SAM epoch")
+    print(f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s} "
+          f"{'1-SAM ep/s':>10s} {'GD/1-SAM':>9s}")
+    sam_ep = {r[0]: r[2] / N for r in rows}
     for arch in args.archs.split(","):
         g = {}
         for th in (1, 2):
@@ -246,7 +249,9 @@ def main(argv=None):
             g[th] = max(naive_gd(Net(arch, Xt), Xt, Yt, 200 * mult) for _ in range(args.reps))
         torch.set_num_threads(1)
         e = engine_rate(arch, X, Y, 200 * mult, args.reps, rng, algo="gd")
-        print(f"{arch:9s} {g[1]:9,.0f} {g[2]:9,.0f} {e:9,.0f} {e / g[1]:7.1f}x")
+        se = sam_ep.get(arch)
+        tail = f" {se:10,.0f} {e / se:9.2f}" if se else ""
+        print(f"{arch:9s} {g[1]:9,.0f} {g[2]:9,.0f} {e:9,.0f} {e / g[1]:7.1f}x" + tail)
 
 
 if __name__ == "__main__":

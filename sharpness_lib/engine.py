@@ -15,7 +15,11 @@ grad_b1 = dz.  So 1-SAM's perturbed first-layer pre-activation needs no matvec:
 and the only O(m d) work per step is the in-place update of W1, fused with the matvec that
 gives z for the next sample (one pass over W1, kept transposed (d, m) inside a call so the
 inner loop runs over the width and vectorises without reassociation).  For 2-MLP-Sim-BN the
-statistic s_j couples all n points; see ``_sbn_batch_grad`` for how it is handled.
+statistic s_j couples all n points: a step moves only the neurons active on its sample, and
+their statistics (q_j, Mw_j) are recomputed exactly, packed, in register-blocked loops (see the
+comment above ``_sbn_stats``).  Mini-batch / full-batch gradients are accumulated sample by
+sample (4 samples at a time) with no (B, m) temporaries.  No kernel calls BLAS, so concurrent
+runs (``run_many``) do not oversubscribe the cores.
 
 API (what ``sharpness_lib.training`` calls)
 -------------------------------------------
@@ -320,101 +324,412 @@ def _sam1_fast(W1T, b1, W2, X, Y, orders, act, has_bias, lr, rho, wd, eps, proj,
 
 
 # ----------------------------------------------------------------------------------------
-# Generic mini-batch path (GD, SGD, m-SAM; every arch incl. Sim-BN) -- BLAS via np.dot
+# 2-MLP-Sim-BN: the normalisation statistics
+# ----------------------------------------------------------------------------------------
+# Below, every kernel except ``_sam1_fast`` works on the *augmented* first layer: WT (d', m)
+# holds W1^T with b1 appended as the last row (d' = d + 1; d' = d for 'nobias') and Xp (n, d')
+# holds X with a column of ones appended, so w_j . x'_k = (W1 x_k + b1)_j.  Inner loops run over
+# the width (contiguous, vectorised); no BLAS is called, so threads never oversubscribe.
+#
+# Sim-BN: with h_kj = relu(w_j . x'_k), q_j = sum_k h_kj^2 (s_j = sqrt(q_j / n)) and
+# Mw_j = sum_k h_kj x'_k, the per-sample gradient of l = (f(x_i) - y)^2 w.r.t. w_j is
+#
+#     u_j (1[h_ij > 0] x'_i - (h_ij / q_j) Mw_j),      u_j = 2 r W2_j gamma_j / s_j,
+#
+# so only neurons active on sample i (h_ij > 0) move, and a moved neuron changes all n of its
+# pre-activations (any of which may change sign).  The 1-SAM kernel therefore keeps (q, Mw) of
+# every neuron, and per step recomputes them *exactly* (no drift) only for the active neurons,
+# packed contiguously: once at the perturbed point (which also yields the perturbed gradient)
+# and once after the update.  Inactive neurons only see the weight-decay / projection factor
+# t > 0, under which relu is homogeneous: q_j <- t^2 q_j, Mw_j <- t Mw_j.  Cost per step
+# ~4 n d' m_active multiply-adds instead of the 4 n d' m of two full recomputations.
+@njit(**_JIT)
+def _z4(X4, WA, ma, Z4):
+    """Z4[r, :ma] = sum_l X4[r, l] WA[l, :ma] for the 4 rows of X4 (register-blocked 4x4: each
+    loaded weight feeds 4 rows and each accumulator load/store 4 multiply-adds)."""
+    dp = X4.shape[1]
+    z0, z1, z2, z3 = Z4[0], Z4[1], Z4[2], Z4[3]
+    for j in range(ma):
+        z0[j] = 0.0
+        z1[j] = 0.0
+        z2[j] = 0.0
+        z3[j] = 0.0
+    l = 0
+    while l + 4 <= dp:
+        w0, w1, w2, w3 = WA[l], WA[l + 1], WA[l + 2], WA[l + 3]
+        x00, x01, x02, x03 = X4[0, l], X4[0, l + 1], X4[0, l + 2], X4[0, l + 3]
+        x10, x11, x12, x13 = X4[1, l], X4[1, l + 1], X4[1, l + 2], X4[1, l + 3]
+        x20, x21, x22, x23 = X4[2, l], X4[2, l + 1], X4[2, l + 2], X4[2, l + 3]
+        x30, x31, x32, x33 = X4[3, l], X4[3, l + 1], X4[3, l + 2], X4[3, l + 3]
+        for j in range(ma):
+            a0 = w0[j]
+            a1 = w1[j]
+            a2 = w2[j]
+            a3 = w3[j]
+            z0[j] += x00 * a0 + x01 * a1 + x02 * a2 + x03 * a3
+            z1[j] += x10 * a0 + x11 * a1 + x12 * a2 + x13 * a3
+            z2[j] += x20 * a0 + x21 * a1 + x22 * a2 + x23 * a3
+            z3[j] += x30 * a0 + x31 * a1 + x32 * a2 + x33 * a3
+        l += 4
+    while l < dp:
+        w0 = WA[l]
+        x0, x1, x2, x3 = X4[0, l], X4[1, l], X4[2, l], X4[3, l]
+        for j in range(ma):
+            a0 = w0[j]
+            z0[j] += x0 * a0
+            z1[j] += x1 * a0
+            z2[j] += x2 * a0
+            z3[j] += x3 * a0
+        l += 1
+
+
+@njit(**_JIT)
+def _acc4(X4, H4, ma, MA):
+    """MA[l, :ma] += sum_r X4[r, l] H4[r, :ma] (4 rows, 4x4 register-blocked)."""
+    dp = X4.shape[1]
+    h0, h1, h2, h3 = H4[0], H4[1], H4[2], H4[3]
+    l = 0
+    while l + 4 <= dp:
+        m0, m1, m2, m3 = MA[l], MA[l + 1], MA[l + 2], MA[l + 3]
+        x00, x01, x02, x03 = X4[0, l], X4[0, l + 1], X4[0, l + 2], X4[0, l + 3]
+        x10, x11, x12, x13 = X4[1, l], X4[1, l + 1], X4[1, l + 2], X4[1, l + 3]
+        x20, x21, x22, x23 = X4[2, l], X4[2, l + 1], X4[2, l + 2], X4[2, l + 3]
+        x30, x31, x32, x33 = X4[3, l], X4[3, l + 1], X4[3, l + 2], X4[3, l + 3]
+        for j in range(ma):
+            b0 = h0[j]
+            b1 = h1[j]
+            b2 = h2[j]
+            b3 = h3[j]
+            m0[j] += x00 * b0 + x10 * b1 + x20 * b2 + x30 * b3
+            m1[j] += x01 * b0 + x11 * b1 + x21 * b2 + x31 * b3
+            m2[j] += x02 * b0 + x12 * b1 + x22 * b2 + x32 * b3
+            m3[j] += x03 * b0 + x13 * b1 + x23 * b2 + x33 * b3
+        l += 4
+    while l < dp:
+        m0 = MA[l]
+        x0, x1, x2, x3 = X4[0, l], X4[1, l], X4[2, l], X4[3, l]
+        for j in range(ma):
+            m0[j] += x0 * h0[j] + x1 * h1[j] + x2 * h2[j] + x3 * h3[j]
+        l += 1
+
+
+@njit(**_JIT)
+def _gather4(Xp, rows, k0, cnt, X4):
+    """X4[r] = Xp[rows[k0 + r]] for r < cnt, zero rows after (they contribute nothing)."""
+    dp = Xp.shape[1]
+    for r in range(4):
+        for l in range(dp):
+            X4[r, l] = Xp[rows[k0 + r], l] if r < cnt else 0.0
+
+
+@njit(**_JIT)
+def _sbn_stats(Xp, WA, ma, irow, qA, MA, Z4, zi, Zall, store_all):
+    """For the first ``ma`` columns w of WA (d', >= ma): qA = sum_k relu(x'_k.w)^2 and
+    MA[:, a] = sum_k relu(x'_k.w) x'_k over all rows of Xp.  zi <- pre-activations of row
+    ``irow`` (if irow >= 0); Zall[k] <- pre-activations of row k if ``store_all``.
+    Z4 is a (4, >= ma) workspace; rows are processed 4 at a time (see ``_z4``)."""
+    n, dp = Xp.shape
+    X4 = np.empty((4, dp))
+    rows = np.arange(n)
+    for j in range(ma):
+        qA[j] = 0.0
+    for l in range(dp):
+        mr = MA[l]
+        for j in range(ma):
+            mr[j] = 0.0
+    for k0 in range(0, n, 4):
+        cnt = min(4, n - k0)
+        _gather4(Xp, rows, k0, cnt, X4)
+        _z4(X4, WA, ma, Z4)
+        for r in range(cnt):
+            k = k0 + r
+            zr = Z4[r]
+            if k == irow:
+                for j in range(ma):
+                    zi[j] = zr[j]
+            if store_all:
+                zk = Zall[k]
+                for j in range(ma):
+                    zk[j] = zr[j]
+            for j in range(ma):
+                h = zr[j] if zr[j] > 0.0 else 0.0
+                zr[j] = h
+                qA[j] += h * h
+        _acc4(X4, Z4, ma, MA)
+
+
+@njit(**_JIT)
+def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, fail):
+    """1-SAM (do_sam) or SGD with batch size 1 on 2-MLP-Sim-BN (augmented WT, see above)."""
+    dp, m = WT.shape
+    n = Xp.shape[0]
+    E = orders.shape[0]
+    scale = 1.0 - lr * wd
+    q = np.empty(m)
+    MT = np.empty((dp, m))
+    zrow = np.empty((4, m))
+    zi = np.empty(m)
+    dummy = np.empty((1, 1))
+    idxA = np.empty(m, dtype=np.int64)
+    idxU = np.empty(m, dtype=np.int64)
+    WA = np.empty((dp, m))
+    MA = np.empty((dp, m))
+    DWA = np.empty((dp, m))
+    qA = np.empty(m)
+    ziA = np.empty(m)
+    W2A = np.empty(m)
+    gamA = np.empty(m)
+    gW2A = np.empty(m)
+    ggA = np.empty(m)
+    uA = np.empty(m)
+    cA = np.empty(m)
+    _sbn_stats(Xp, WT, m, -1, q, MT, zrow, zi, dummy, False)
+    for ep in range(E):
+        for t in range(n):
+            i = orders[ep, t]
+            x = Xp[i]
+            y = Y[i]
+            for j in range(m):
+                zi[j] = 0.0
+            for l in range(dp):
+                xl = x[l]
+                w = WT[l]
+                for j in range(m):
+                    zi[j] += xl * w[j]
+            na = 0
+            qbad = False
+            for j in range(m):
+                if zi[j] > 0.0 and q[j] > 0.0:
+                    idxA[na] = j
+                    na += 1
+                qbad |= not math.isfinite(q[j])
+            if qbad:  # the statistic overflowed: the output is no longer a finite number
+                fail[0] = ep
+                fail[1] = t
+                return ep
+            # ---- pass 1 at theta: output and gradient of the active neurons (packed)
+            F = 0.0
+            for a in range(na):
+                j = idxA[a]
+                s = math.sqrt(q[j] / n)
+                F += W2[j] * gam[j] * zi[j] / s
+            r = F - y
+            if not math.isfinite(r):
+                fail[0] = ep
+                fail[1] = t
+                return ep
+            e = 2.0 * r
+            g2 = 0.0
+            for a in range(na):
+                j = idxA[a]
+                s = math.sqrt(q[j] / n)
+                hs = zi[j] / s
+                gw = e * gam[j] * hs
+                gg = e * W2[j] * hs
+                gW2A[a] = gw
+                ggA[a] = gg
+                uA[a] = e * W2[j] * gam[j] / s
+                cA[a] = zi[j] / q[j]
+                g2 += gw * gw + gg * gg
+            for l in range(dp):
+                xl = x[l]
+                mr = MT[l]
+                dr = DWA[l]
+                for a in range(na):
+                    v = uA[a] * (xl - cA[a] * mr[idxA[a]])
+                    dr[a] = v
+                    g2 += v * v
+            nu = na
+            if do_sam:
+                # ---- pass 2 at theta + rho g/||g|| (only active neurons are perturbed)
+                c = rho / math.sqrt(g2) if g2 > 0.0 else 0.0
+                for l in range(dp):
+                    wr = WT[l]
+                    war = WA[l]
+                    dr = DWA[l]
+                    for a in range(na):
+                        war[a] = wr[idxA[a]] + c * dr[a]
+                for a in range(na):
+                    j = idxA[a]
+                    W2A[a] = W2[j] + c * gW2A[a]
+                    gamA[a] = gam[j] + c * ggA[a]
+                _sbn_stats(Xp, WA, na, i, qA, MA, zrow, ziA, dummy, False)
+                F = 0.0
+                for a in range(na):
+                    if ziA[a] > 0.0 and qA[a] > 0.0:
+                        F += W2A[a] * gamA[a] * ziA[a] / math.sqrt(qA[a] / n)
+                    if not math.isfinite(qA[a]):  # a perturbed statistic overflowed
+                        F = math.nan
+                rp = F - y
+                if not math.isfinite(rp):
+                    fail[0] = ep
+                    fail[1] = t
+                    return ep
+                e = 2.0 * rp
+                nu = 0
+                for a in range(na):
+                    if ziA[a] > 0.0 and qA[a] > 0.0:
+                        s = math.sqrt(qA[a] / n)
+                        hs = ziA[a] / s
+                        gW2A[a] = e * gamA[a] * hs
+                        ggA[a] = e * W2A[a] * hs
+                        uA[a] = e * W2A[a] * gamA[a] / s
+                        cA[a] = ziA[a] / qA[a]
+                        idxU[nu] = a
+                        nu += 1
+                    else:
+                        gW2A[a] = 0.0
+                        ggA[a] = 0.0
+                        uA[a] = 0.0
+                        cA[a] = 0.0
+                for l in range(dp):
+                    xl = x[l]
+                    mr = MA[l]
+                    dr = DWA[l]
+                    for a in range(na):
+                        dr[a] = uA[a] * (xl - cA[a] * mr[a])
+            else:
+                for a in range(na):
+                    idxU[a] = a
+            # ---- update: theta <- scale * theta - lr * g
+            if scale != 1.0:
+                s2 = scale * scale
+                for j in range(m):
+                    W2[j] *= scale
+                    gam[j] *= scale
+                    q[j] *= s2
+                for l in range(dp):
+                    wr = WT[l]
+                    mr = MT[l]
+                    for j in range(m):
+                        wr[j] *= scale
+                        mr[j] *= scale
+            for a in range(na):
+                j = idxA[a]
+                W2[j] -= lr * gW2A[a]
+                gam[j] -= lr * ggA[a]
+            for l in range(dp):
+                wr = WT[l]
+                dr = DWA[l]
+                war = WA[l]
+                for u in range(nu):
+                    a = idxU[u]
+                    j = idxA[a]
+                    v = wr[j] - lr * dr[a]
+                    wr[j] = v
+                    war[u] = v
+            if scale <= 0.0:  # relu is not homogeneous under a negative factor: recompute all
+                _sbn_stats(Xp, WT, m, -1, q, MT, zrow, zi, dummy, False)
+            else:
+                _sbn_stats(Xp, WA, nu, -1, qA, MA, zrow, ziA, dummy, False)
+                for u in range(nu):
+                    q[idxA[idxU[u]]] = qA[u]
+                for l in range(dp):
+                    mr = MT[l]
+                    mar = MA[l]
+                    for u in range(nu):
+                        mr[idxA[idxU[u]]] = mar[u]
+            if proj > 0.0:
+                ss = 0.0
+                for l in range(dp):
+                    wr = WT[l]
+                    for j in range(m):
+                        ss += wr[j] * wr[j]
+                tf = proj / math.sqrt(ss)
+                for j in range(m):
+                    q[j] *= tf * tf
+                for l in range(dp):
+                    wr = WT[l]
+                    mr = MT[l]
+                    for j in range(m):
+                        wr[j] *= tf
+                        mr[j] *= tf
+    return E
+
+
+# ----------------------------------------------------------------------------------------
+# Generic mini-batch path (GD, SGD, m-SAM; every arch incl. Sim-BN), sample by sample
 # ----------------------------------------------------------------------------------------
 @njit(**_JIT)
-def _batch_grad(W1, b1, W2, gamma, X, Y, idx, act, has_bias, eps, gW1, gb1, gW2, ggam):
-    """Mean over idx of (f(x_i) - y_i)^2 and its gradient (written into g*).
+def _batch_grad(WT, W2, gam, Xp, Y, idx, act, eps, gWT, gW2, ggam, ws):
+    """Mean over idx of (f(x_i) - y_i)^2 and its gradient (written into gWT, gW2, ggam).
 
-    For Sim-BN (act == _SBN) the statistic s_j = sqrt(mean_k relu(W1 X_k + b1)_j^2) runs over
-    all rows of X and the gradient flows through it.
+    The gradient is accumulated one sample at a time (z_i = W x'_i, gWT += x'_i dz_i^T), so the
+    only temporaries are O(m) (Sim-BN: plus the (n, m) pre-activations).  For Sim-BN the
+    statistic runs over all rows of Xp and the gradient flows through it:
+    gw_j = sum_b u_bj 1_bj x'_b - (sum_b u_bj h_bj / q_j) Mw_j.  ``ws`` is a workspace tuple.
     """
-    m, d = W1.shape
+    q, MT, Zall, zrow, zi, a, da, g2, dz, kappa, bits = ws
+    dp, m = WT.shape
     B = idx.shape[0]
-    n = X.shape[0]
+    n = Xp.shape[0]
+    for l in range(dp):
+        gr = gWT[l]
+        for j in range(m):
+            gr[j] = 0.0
     for j in range(m):
         gW2[j] = 0.0
-        gb1[j] = 0.0
         ggam[j] = 0.0
+    invB = 1.0 / B
+    loss = 0.0
     if act == _SBN:
-        Z = np.dot(X, W1.T)  # (n, m), all training points for the statistic
-        if has_bias:
-            for k in range(n):
-                for j in range(m):
-                    Z[k, j] += b1[j]
-        s = np.zeros(m)
-        for k in range(n):
-            for j in range(m):
-                zk = Z[k, j]
-                if zk > 0.0:
-                    s[j] += zk * zk
+        _sbn_stats(Xp, WT, m, -1, q, MT, zrow, zi, Zall, True)
         for j in range(m):
-            s[j] = math.sqrt(s[j] / n)
-        dH = np.zeros((n, m))
-        ds = np.zeros(m)
-        loss = 0.0
+            kappa[j] = 0.0
+            if not math.isfinite(q[j]):
+                return math.nan  # the statistic overflowed
         for b in range(B):
             i = idx[b]
-            f = 0.0
+            z = Zall[i]
+            F = 0.0
             for j in range(m):
-                if s[j] > 0.0 and Z[i, j] > 0.0:
-                    f += W2[j] * gamma[j] * Z[i, j] / s[j]
-            r = f - Y[i]
+                if z[j] > 0.0 and q[j] > 0.0:
+                    F += W2[j] * gam[j] * z[j] / math.sqrt(q[j] / n)
+            r = F - Y[i]
             loss += r * r
-            e = 2.0 * r / B
+            e = 2.0 * r * invB
             for j in range(m):
-                if s[j] > 0.0 and Z[i, j] > 0.0:
-                    hs = Z[i, j] / s[j]
-                    gW2[j] += e * gamma[j] * hs
+                if z[j] > 0.0 and q[j] > 0.0:
+                    s = math.sqrt(q[j] / n)
+                    hs = z[j] / s
+                    gW2[j] += e * gam[j] * hs
                     ggam[j] += e * W2[j] * hs
-                    u = e * W2[j] * gamma[j] / s[j]
-                    dH[i, j] += u
-                    ds[j] -= u * hs
-        # s_j = sqrt(mean_k h_kj^2): d s_j / d h_kj = h_kj / (n s_j)
-        for j in range(m):
-            if s[j] > 0.0:
-                ds[j] /= n * s[j]
-        for k in range(n):
-            for j in range(m):
-                zk = Z[k, j]
-                if zk > 0.0 and s[j] > 0.0:
-                    dH[k, j] += ds[j] * zk
+                    u = e * W2[j] * gam[j] / s
+                    dz[j] = u
+                    kappa[j] += u * z[j] / q[j]
                 else:
-                    dH[k, j] = 0.0
-        gW1[:, :] = np.dot(dH.T, X)
-        if has_bias:
-            for k in range(n):
+                    dz[j] = 0.0
+            xi = Xp[i]
+            for l in range(dp):
+                xl = xi[l]
+                gr = gWT[l]
                 for j in range(m):
-                    gb1[j] += dH[k, j]
-        return loss / B
-    Xb = np.empty((B, d))
-    for b in range(B):
-        Xb[b, :] = X[idx[b]]
-    Z = np.dot(Xb, W1.T)  # (B, m)
-    if has_bias:
-        for b in range(B):
+                    gr[j] += xl * dz[j]
+        for l in range(dp):
+            gr = gWT[l]
+            mr = MT[l]
             for j in range(m):
-                Z[b, j] += b1[j]
-    a = np.empty(m)
-    da = np.empty(m)
-    g2 = np.empty(m)
-    dz = np.empty(m)
-    dZ = np.empty((B, m))
-    bits = np.empty(m, dtype=np.int64)
-    loss = 0.0
-    for b in range(B):
-        _act(Z[b], a, da, act, bits)
-        r = _head(a, da, W2, Y[idx[b]], act, eps, g2, dz)
-        loss += r * r
-        for j in range(m):
-            gW2[j] += g2[j] / B
-            dZ[b, j] = dz[j] / B
-            gb1[j] += dz[j] / B
-    gW1[:, :] = np.dot(dZ.T, Xb)
-    if not has_bias:
-        for j in range(m):
-            gb1[j] = 0.0
-    return loss / B
+                gr[j] -= kappa[j] * mr[j]
+        return loss * invB
+    X4 = np.empty((4, dp))
+    for b0 in range(0, B, 4):
+        cnt = min(4, B - b0)
+        _gather4(Xp, idx, b0, cnt, X4)
+        _z4(X4, WT, m, zrow)
+        for r in range(4):
+            zr = zrow[r]
+            if r < cnt:
+                _act(zr, a, da, act, bits)
+                rr = _head(a, da, W2, Y[idx[b0 + r]], act, eps, g2, dz)
+                loss += rr * rr
+                for j in range(m):
+                    gW2[j] += g2[j] * invB
+                    zr[j] = dz[j] * invB
+            else:
+                for j in range(m):
+                    zr[j] = 0.0
+        _acc4(X4, zrow, m, gWT)
+    return loss * invB
 
 
 @njit(**_JIT)
@@ -424,34 +739,23 @@ def _apply(P, G, lr, scale):
 
 
 @njit(**_JIT)
-def _project(W1, b1, proj):
-    ss = 0.0
-    for v in W1.flat:
-        ss += v * v
-    for v in b1:
-        ss += v * v
-    t = proj / math.sqrt(ss)
-    for j in range(W1.size):
-        W1.flat[j] *= t
-    for j in range(b1.size):
-        b1[j] *= t
-
-
-@njit(**_JIT)
-def _minibatch(W1, b1, W2, gamma, X, Y, orders, act, has_bias, has_gamma, lr, rho, wd, eps,
-               proj, bsz, do_sam, full_batch, E, fail):
-    """GD (full_batch), SGD or m-SAM (do_sam) with chunks of size bsz of every epoch order."""
-    m, d = W1.shape
-    n = X.shape[0]
+def _minibatch(WT, W2, gam, Xp, Y, orders, act, has_gamma, lr, rho, wd, eps, proj, bsz, do_sam,
+               full_batch, E, fail):
+    """GD (full_batch), SGD or m-SAM (do_sam) with chunks of size bsz of every epoch order
+    (augmented WT, see above)."""
+    dp, m = WT.shape
+    n = Xp.shape[0]
     scale = 1.0 - lr * wd
-    gW1 = np.empty((m, d))
-    gb1 = np.empty(m)
+    gWT = np.empty((dp, m))
     gW2 = np.empty(m)
     ggam = np.empty(m)
-    pW1 = np.empty((m, d))
-    pb1 = np.empty(m)
+    pWT = np.empty((dp, m))
     pW2 = np.empty(m)
     pgam = np.empty(m)
+    nz = n if act == _SBN else 1
+    ws = (np.empty(m), np.empty((dp, m)), np.empty((nz, m)), np.empty((4, m)), np.empty(m),
+          np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m),
+          np.empty(m, dtype=np.int64))
     all_idx = np.arange(n)
     for ep in range(E):
         nchunks = 1 if full_batch else (n + bsz - 1) // bsz
@@ -460,43 +764,40 @@ def _minibatch(W1, b1, W2, gamma, X, Y, orders, act, has_bias, has_gamma, lr, rh
                 idx = all_idx
             else:
                 idx = orders[ep, c * bsz:min(n, (c + 1) * bsz)]
-            loss = _batch_grad(W1, b1, W2, gamma, X, Y, idx, act, has_bias, eps, gW1, gb1, gW2,
-                               ggam)
+            loss = _batch_grad(WT, W2, gam, Xp, Y, idx, act, eps, gWT, gW2, ggam, ws)
             if not math.isfinite(loss):
                 fail[0] = ep
                 fail[1] = c
                 return ep
             if do_sam:
                 g2 = 0.0
-                for v in gW1.flat:
+                for v in gWT.flat:
                     g2 += v * v
                 for j in range(m):
-                    g2 += gW2[j] * gW2[j]
-                    if has_bias:
-                        g2 += gb1[j] * gb1[j]
-                    if has_gamma:
-                        g2 += ggam[j] * ggam[j]
+                    g2 += gW2[j] * gW2[j] + ggam[j] * ggam[j]
                 cc = rho / math.sqrt(g2) if g2 > 0.0 else 0.0
                 for j in range(m):
                     pW2[j] = W2[j] + cc * gW2[j]
-                    pb1[j] = b1[j] + cc * gb1[j]
-                    pgam[j] = gamma[j] + cc * ggam[j]
-                    for k in range(d):
-                        pW1[j, k] = W1[j, k] + cc * gW1[j, k]
-                loss = _batch_grad(pW1, pb1, pW2, pgam, X, Y, idx, act, has_bias, eps, gW1, gb1,
-                                   gW2, ggam)
+                    pgam[j] = gam[j] + cc * ggam[j]
+                for l in range(dp):
+                    for j in range(m):
+                        pWT[l, j] = WT[l, j] + cc * gWT[l, j]
+                loss = _batch_grad(pWT, pW2, pgam, Xp, Y, idx, act, eps, gWT, gW2, ggam, ws)
                 if not math.isfinite(loss):
                     fail[0] = ep
                     fail[1] = c
                     return ep
-            _apply(W1, gW1, lr, scale)
+            _apply(WT, gWT, lr, scale)
             _apply(W2, gW2, lr, scale)
-            if has_bias:
-                _apply(b1, gb1, lr, scale)
             if has_gamma:
-                _apply(gamma, ggam, lr, scale)
+                _apply(gam, ggam, lr, scale)
             if proj > 0.0:
-                _project(W1, b1, proj)
+                ss = 0.0
+                for v in WT.flat:
+                    ss += v * v
+                tf = proj / math.sqrt(ss)
+                for k in range(WT.size):
+                    WT.flat[k] *= tf
     return E
 
 
@@ -552,17 +853,31 @@ def run_epochs(params, X, Y, orders, *, arch, algo, lr, rho=0.0, wd=0.0, batch_s
     fail = np.full(2, -1, dtype=np.int64)
     bsz = max(1, int(batch_size))
     sam = algo in ("sam1", "msam")
-    if act != _SBN and (algo == "sam1" or (algo in ("msam", "sgd") and bsz == 1)):
+    per_sample = algo == "sam1" or (algo in ("msam", "sgd") and bsz == 1)
+    if act != _SBN and per_sample:
         W1T = np.ascontiguousarray(W1.T)
         done = _sam1_fast(W1T, b1, W2, X, Y, orders_arr, act, has_bias, float(lr), float(rho),
                           float(wd), float(eps), proj, sam, fail)
         W1[...] = W1T.T
     else:
-        if algo == "sam1":
-            bsz = 1
-        done = _minibatch(W1, b1, W2, gamma, X, Y, orders_arr, act, has_bias, has_gamma,
-                          float(lr), float(rho), float(wd), float(eps), proj, bsz, sam,
-                          algo == "gd", E, fail)
+        # augmented first layer (b1 as the last row of WT, ones appended to X)
+        dp = d + 1 if has_bias else d
+        WT = np.empty((dp, m))
+        WT[:d] = W1.T
+        Xp = np.ones((n, dp))
+        Xp[:, :d] = X
+        if has_bias:
+            WT[d] = b1
+        if act == _SBN and per_sample:
+            done = _sbn_sam1(WT, W2, gamma, Xp, Y, orders_arr, float(lr), float(rho), float(wd),
+                             proj, sam, fail)
+        else:
+            done = _minibatch(WT, W2, gamma, Xp, Y, orders_arr, act, has_gamma, float(lr),
+                              float(rho), float(wd), float(eps), proj, bsz, sam, algo == "gd",
+                              E, fail)
+        W1[...] = WT[:d].T
+        if has_bias:
+            b1[...] = WT[d]
     dt = time.perf_counter() - t0
     if fail[0] >= 0:
         return EngineStatus(False, int(done), f"non-finite loss at epoch {int(fail[0])} "

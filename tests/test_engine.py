@@ -149,6 +149,64 @@ def test_minibatch_algos_match_reference(arch, algo, bs):
     check(arch, algo, E=E, lr=0.02, rho=0.1, wd=0.01, batch_size=bs)
 
 
+def _sbn_active_pattern(p, X):
+    return (X @ p["W1"].T + p["b1"]) > 0
+
+
+@pytest.mark.parametrize("wd,proj", [(0.0, None), (0.01, None), (0.0, 6.0)])
+def test_sbn_sam1_packed_statistics_over_1200_steps(wd, proj):
+    """The Sim-BN 1-SAM kernel keeps (q_j, Mw_j) per neuron and recomputes them only for the
+    neurons active on the current sample (scaling the others).  Against the autograd reference
+    (which recomputes the statistic from scratch at every gradient) over 12 epochs = 1200
+    steps, called epoch by epoch, in a regime where pre-activations change sign many times
+    (points leave and re-enter the support of neurons) and some neurons are nearly dead."""
+    X, Y, p0 = make_problem("sbn", m=32, seed=5, gamma0=0.5)
+    p0["b1"][:6] = -1.2  # active on few points: these neurons come close to dying
+    orders = orders_for(12, 100, 6)
+    kw = dict(arch="sbn", algo="sam1", lr=0.02, rho=0.1, wd=wd, project_norm=proj)
+    ref = {k: v.copy() for k, v in p0.items()}
+    got = {k: v.copy() for k, v in p0.items()}
+    on_off = off_on = 0
+    patterns = [_sbn_active_pattern(ref, X)]
+    for ep in range(12):
+        ref = ref_train(ref, X, Y, orders[ep:ep + 1], **kw)
+        st = engine.run_epochs(got, X, Y, orders[ep:ep + 1], **kw)
+        assert st.finite
+        patterns.append(_sbn_active_pattern(ref, X))
+        on_off += int((patterns[-2] & ~patterns[-1]).sum())
+        off_on += int((~patterns[-2] & patterns[-1]).sum())
+    # the regime is the intended one: many sign changes in both directions
+    assert on_off > 20 and off_on > 20, (on_off, off_on)
+    # a neuron active on at most 3 training points at some epoch
+    assert min(int(pt.sum(0).min()) for pt in patterns) <= 3
+    assert_close(got, ref, p0)
+
+
+@pytest.mark.parametrize("algo,bs", [("sgd", 1), ("msam", 1)])
+def test_sbn_batch_one_algos_use_the_packed_kernel(algo, bs):
+    # SGD / m-SAM with batch size 1 run through the same per-sample Sim-BN kernel
+    check("sbn", algo, E=10, lr=0.02, rho=0.1, wd=0.01, batch_size=bs)
+
+
+@pytest.mark.parametrize("arch", ["nobias", "bias", "softplus", "sln", "sbn"])
+@pytest.mark.parametrize("algo,bs", [("sgd", 3), ("msam", 7), ("sgd", 100)])
+def test_minibatch_chunks_not_multiple_of_four(arch, algo, bs):
+    # the batch gradient processes samples 4 at a time; ragged chunks pad with zero rows
+    check(arch, algo, E=4, lr=0.02, rho=0.2, wd=0.01, batch_size=bs)
+
+
+@pytest.mark.parametrize("arch", ["nobias", "sbn"])
+def test_gd_1000_epochs(arch):
+    # 1000 full-batch steps (m=32, d=20) against the reference
+    X, Y, p0 = make_problem(arch, d=20, m=32, seed=7)
+    kw = dict(arch=arch, algo="gd", lr=0.05, wd=0.01, epochs=1000)
+    want = ref_train(p0, X, Y, None, **kw)
+    got = {k: v.copy() for k, v in p0.items()}
+    st = engine.run_epochs(got, X, Y, None, **kw)
+    assert st.finite and st.epochs_done == 1000
+    assert_close(got, want, p0)
+
+
 def test_sbn_dead_neuron_gets_no_gradient():
     X, Y, p = make_problem("sbn", m=8)
     p["W1"][0] = 0.0
@@ -195,7 +253,8 @@ def test_updates_torch_parameters_in_place():
     assert np.shares_memory(views["W1"], W1.detach().numpy())
 
 
-@pytest.mark.parametrize("arch,algo", [("bias", "sam1"), ("sbn", "sam1"), ("bias", "gd")])
+@pytest.mark.parametrize("arch,algo", [("bias", "sam1"), ("sbn", "sam1"), ("bias", "gd"),
+                                       ("sbn", "gd"), ("softplus", "sgd")])
 def test_divergence_is_reported(arch, algo):
     X, Y, p = make_problem(arch)
     p0 = {k: v.copy() for k, v in p.items()}
