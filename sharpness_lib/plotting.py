@@ -509,7 +509,8 @@ _CAPTION_KEYS = {
 }
 
 
-def caption(config: Any, *, html: bool = False) -> str:
+def caption(config: Any, *, seeds: Sequence[int] | None = None, label: str | None = None,
+            html: bool = False) -> str:
     """A one-line summary of a run's hyperparameters, to print next to its figure.
 
     Returns Markdown (``**lr η** 0.01 · **ρ** 0.05 · …``; display it with
@@ -518,6 +519,9 @@ def caption(config: Any, *, html: bool = False) -> str:
     """
     if hasattr(config, "summary"):  # a TrainConfig: only the settings that matter
         config = config.summary()
+    if seeds is not None:  # several seeds of one config: list them instead of the one seed
+        config = {k: v for k, v in config.items() if k != "seed"}
+        config["seeds"] = ", ".join(map(str, seeds))
     order = list(dict.fromkeys([k for k in _CAPTION_KEYS if k in config] + list(config)))
     parts = []
     for k in order:
@@ -531,6 +535,8 @@ def caption(config: Any, *, html: bool = False) -> str:
         name = _CAPTION_KEYS.get(k, str(k).replace("_", " "))
         parts.append(f"<b>{name}</b> {val}" if html else f"**{name}** {val}")
     body = " · ".join(parts)
+    if label:
+        body = f"<b>{label}</b>: {body}" if html else f"**{label}**: {body}"
     return f'<p class="run-caption">{body}</p>' if html else body
 
 
@@ -815,3 +821,35 @@ def scatter_figure(
         fig.update_xaxes(type="log", exponentformat="power")
         fig.update_yaxes(type="log", exponentformat="power")
     return fig
+
+
+class MarkdownTable:
+    """Rows (dicts with the same keys) shown as a Markdown table in a notebook or the book.
+
+    Displays through ``_repr_markdown_``, so no IPython import is needed; ``str()`` gives the
+    Markdown text. Floats are rounded to ``digits`` significant digits.
+    """
+
+    def __init__(self, rows: Sequence[Mapping[str, Any]], digits: int = 4):
+        if not rows:
+            raise ValueError("a table needs at least one row.")
+        self.rows, self.digits = [dict(r) for r in rows], digits
+
+    def _cell(self, v: Any) -> str:
+        text = f"{v:.{self.digits}g}" if isinstance(v, (float, np.floating)) else str(v)
+        return text.replace("|", "\\|")
+
+    def __str__(self) -> str:
+        head = list(self.rows[0])
+        lines = ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(self._cell(r.get(k, "")) for k in head) + " |"
+                  for r in self.rows]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> MarkdownTable:
+    """Rows of results as a Markdown table (what the chapters print next to their figures)."""
+    return MarkdownTable(rows, digits)

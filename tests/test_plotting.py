@@ -347,3 +347,18 @@ def test_scatter_figure_groups_diagonal_and_log():
         P.scatter_figure({"a": ([1.0, 2.0], [3.0])}, "x", "y")
     with pytest.raises(ValueError, match="non-empty"):
         P.scatter_figure({}, "x", "y")
+
+
+def test_markdown_table_and_caption_of_config():
+    from sharpness_lib import get_preset
+    from sharpness_lib.plotting import caption, markdown_table
+
+    t = markdown_table([{"run": "a|b", "err": 0.123456}, {"run": "c", "err": 1e-9}], digits=3)
+    lines = t._repr_markdown_().splitlines()
+    assert lines[0] == "| run | err |" and lines[1] == "|---|---|"
+    assert lines[2] == "| a\\|b | 0.123 |" and lines[3] == "| c | 1e-09 |"
+    cfg = get_preset("book-fig6b").config
+    text = caption(cfg, seeds=(0, 1, 2), label="6b")
+    assert text.startswith("**6b**: ") and "**seeds** 0, 1, 2" in text and "**seed** " not in text
+    assert "500 ep @ lr 0.01, rho 0.5" in text and "**project norm** 10" in text
+    assert "gamma" not in text and "depth" not in text  # options of other architectures
