@@ -18,20 +18,33 @@ from .training import TrainConfig, TrainResult, train
 
 # panel key -> TrainConfig field, where the names differ
 _RENAMED = {"algorithm": "algo", "weight_decay": "wd"}
-_KNOBS = ("bias", "norm", "activation")
+_KNOBS = ("bias", "norm", "activation", "depth")
+_NORMS = {"none": None, "sim_bn": "sbn", "sim_ln": "sln", "bn": "bn", "ln": "ln"}
 
 
-def arch_from_knobs(bias: bool, norm: str, activation: str) -> str:
-    """(bias, normalization, activation) of the panel -> the library's ``arch``."""
-    if norm not in ("none", "sim_bn", "sim_ln"):
-        raise ValueError(f"normalization must be one of none, sim_bn, sim_ln; got {norm!r}.")
+def arch_from_knobs(bias: bool, norm: str, activation: str, depth: int = 2) -> str:
+    """(bias, normalization, activation, depth) of the panel -> the library's ``arch``.
+
+    ``norm``: none, sim_bn / sim_ln (the paper's simplified BatchNorm / LayerNorm, Section 2)
+    or bn / ln (the standard ones, with mean subtraction and affine parameters: an open check
+    of the paper). ``depth`` > 2 is the MLP-Bias of Theorem 4.1 / Figure 11.
+    """
+    if norm not in _NORMS:
+        raise ValueError(f"normalization must be one of {', '.join(_NORMS)}; got {norm!r}.")
     if activation not in ("relu", "softplus"):
         raise ValueError(f"activation must be relu or softplus; got {activation!r}.")
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= 6:
+        raise ValueError(f"depth must be a whole number from 2 to 6; got {depth!r}.")
+    if depth > 2:
+        if not bias or norm != "none" or activation != "relu":
+            raise ValueError(f"depth {depth} is defined (Theorem 4.1, Figure 11) for the ReLU "
+                             "MLP with bias and no normalization only; use depth 2 otherwise.")
+        return "deep_bias"
     if norm != "none":
         if not bias or activation != "relu":
             raise ValueError(f"normalization {norm!r} is defined (Section 2) for the ReLU network "
                              "with bias only; switch bias on and use relu.")
-        return "sbn" if norm == "sim_bn" else "sln"
+        return _NORMS[norm]
     if activation == "softplus":
         if not bias:
             raise ValueError("softplus is studied with bias only (Figure 5); switch bias on.")
@@ -39,26 +52,31 @@ def arch_from_knobs(bias: bool, norm: str, activation: str) -> str:
     return "bias" if bias else "nobias"
 
 
-def knobs_from_arch(arch: str) -> dict:
-    """Inverse of :func:`arch_from_knobs` (for ``deep_bias``: bias on, no normalization)."""
-    return {"nobias": dict(bias=False, norm="none", activation="relu"),
-            "bias": dict(bias=True, norm="none", activation="relu"),
-            "softplus": dict(bias=True, norm="none", activation="softplus"),
-            "sbn": dict(bias=True, norm="sim_bn", activation="relu"),
-            "sln": dict(bias=True, norm="sim_ln", activation="relu"),
-            "deep_bias": dict(bias=True, norm="none", activation="relu")}[arch]
+def knobs_from_arch(arch: str, depth: int = 3) -> dict:
+    """Inverse of :func:`arch_from_knobs` (``depth`` is used for ``deep_bias`` only)."""
+    relu_bias = dict(bias=True, activation="relu")
+    return {"nobias": dict(bias=False, norm="none", activation="relu", depth=2),
+            "bias": dict(norm="none", depth=2, **relu_bias),
+            "softplus": dict(bias=True, norm="none", activation="softplus", depth=2),
+            "sbn": dict(norm="sim_bn", depth=2, **relu_bias),
+            "sln": dict(norm="sim_ln", depth=2, **relu_bias),
+            "bn": dict(norm="bn", depth=2, **relu_bias),
+            "ln": dict(norm="ln", depth=2, **relu_bias),
+            "deep_bias": dict(norm="none", depth=depth, **relu_bias)}[arch]
 
 
 def panel_defaults(cfg: TrainConfig) -> dict:
     """The panel's values for a config (single-phase: the first phase's lr and rho)."""
     first = cfg.schedule()[0]
-    out = {"width": cfg.width, **knobs_from_arch(cfg.arch), "algorithm": cfg.algo,
+    out = {"width": cfg.width, **knobs_from_arch(cfg.arch, cfg.depth), "algorithm": cfg.algo,
            "lr": first.lr, "rho": first.rho, "weight_decay": cfg.wd,
            "init_scale": cfg.init_scale, "epochs": cfg.epochs, "seed": cfg.seed, "d": cfg.d,
            "n": cfg.n}
     # the rest travels through the panel unchanged
     rest = {k: v for k, v in cfg.to_dict().items()
             if k not in ("arch", "algo", "wd", "lr", "rho", "phases", "batch_size", *out)}
+    if cfg.algo in ("sgd", "msam"):       # minibatch runs keep their batch size (Figure 8a: 10)
+        rest["batch_size"] = cfg.batch_size
     return {**out, **rest}
 
 
@@ -66,13 +84,19 @@ def config_from_panel(values: dict) -> TrainConfig:
     """Validated :class:`TrainConfig` from the panel's values (ValueError on bad input)."""
     values = dict(values)
     if any(k in values for k in _KNOBS):
-        values["arch"] = arch_from_knobs(values.pop("bias", True), values.pop("norm", "none"),
-                                         values.pop("activation", "relu"))
+        depth = values.pop("depth", 2)
+        arch = arch_from_knobs(values.pop("bias", True), values.pop("norm", "none"),
+                               values.pop("activation", "relu"), depth)
+        values["arch"] = arch
+        if arch == "deep_bias":
+            values["depth"] = depth
     for old, new in _RENAMED.items():
         if old in values:
             values[new] = values.pop(old)
-    if values.get("algo") == "gd":
+    if values.get("algo") in ("gd", "sgd"):
         values["rho"] = 0.0
+    if values.get("algo") in ("gd", "sam1"):   # their batch size is fixed (n and 1)
+        values.pop("batch_size", None)
     values.setdefault("log_every", max(1, int(values.get("epochs", 100)) // 100))
     return TrainConfig.from_dict(values).validate()
 

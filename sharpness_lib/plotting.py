@@ -36,8 +36,10 @@ __all__ = [
     "in_book_build",
     "memorization_regions_figure",
     "neuron_weights_figure",
+    "rescaling_figure",
     "scatter_figure",
     "slider_figure",
+    "strip_figure",
     "use_book_renderer",
 ]
 
@@ -48,6 +50,8 @@ METRICS: dict[str, tuple[str, bool]] = {
     "train_loss": ("Training loss", True),
     "test_error": ("Test error (0-1)", False),
     "hessian_trace": ("Sharpness Tr ∇²L", True),
+    "min_sharpness": ("Minimum sharpness", True),
+    "test_loss": ("Test loss", True),
 }
 
 # Plotly's default qualitative palette, fixed here so colours do not depend on the template.
@@ -820,6 +824,121 @@ def scatter_figure(
     if log:
         fig.update_xaxes(type="log", exponentformat="power")
         fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def rescaling_figure(
+    scales: Any,
+    traces: Mapping[str, Any],
+    *,
+    minima: Mapping[str, float] | None = None,
+    x_title: str = "rescaling factor α",
+    title: str | None = None,
+    height: int = 400,
+) -> go.Figure:
+    """Tr ∇²L along a family of function-preserving rescalings (log-log), with the minima.
+
+    ``traces`` maps a label (e.g. "layer-wise, α") to the traces at ``scales``; ``minima`` maps
+    a label to the minimum sharpness over the whole group, drawn as a dashed horizontal line.
+    The network's outputs are the same at every point of a curve (Dinh et al. 2017's argument
+    against the raw trace; the minimum over the group is Ibayashi et al. 2021's fix).
+    """
+    x = _to_numpy(scales).reshape(-1)
+    if x.size < 2 or not np.all(x > 0):
+        raise ValueError("scales must hold at least two positive numbers.")
+    if not isinstance(traces, Mapping) or not traces:
+        raise ValueError("traces must be a non-empty dict label -> values at the scales.")
+    fig = go.Figure()
+    for i, (label, ys) in enumerate(traces.items()):
+        y = _to_numpy(ys).reshape(-1)
+        if y.size != x.size:
+            raise ValueError(f"curve {label!r} has {y.size} values for {x.size} scales.")
+        fig.add_trace(go.Scatter(x=_f32(x), y=_f32(y), mode="lines", name=str(label),
+                                 line={"color": color_for(i), "width": 2.5},
+                                 hovertemplate=f"{label}<br>α = %{{x:.3g}}<br>Tr = %{{y:.4g}}"
+                                               "<extra></extra>"))
+    for j, (label, value) in enumerate((minima or {}).items()):
+        fig.add_trace(go.Scatter(x=[float(x.min()), float(x.max())], y=[value, value],
+                                 mode="lines", name=f"{label}: {value:.4g}",
+                                 line={"color": color_for(len(traces) + j), "dash": "dash",
+                                       "width": 1.5}, hoverinfo="skip"))
+    fig.update_layout(title=title, height=height, template="plotly_white",
+                      xaxis_title=x_title, yaxis_title="Tr ∇²L",
+                      margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+    fig.update_xaxes(type="log", exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power")
+    return fig
+
+
+def strip_figure(
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    metrics: Sequence[str],
+    *,
+    color: str | None = None,
+    facet: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    log: Sequence[str] = (),
+    title: str | None = None,
+    height_per_row: int = 260,
+) -> go.Figure:
+    """One point per run, grouped along x (e.g. the base optimizer), one column per metric.
+
+    ``color`` splits each x group (e.g. SAM vs the base optimizer alone; offset side by side),
+    ``facet`` gives one row of panels per value (e.g. the architecture). A short black bar marks
+    each group's mean, so the spread over seeds is visible next to the average. Metrics in
+    ``log`` get a log axis. ``labels`` renames metric keys / values in titles and legends.
+    """
+    if not rows:
+        raise ValueError("rows must hold at least one run.")
+    metrics = list(metrics)
+    names = dict(labels or {})
+    xs = list(dict.fromkeys(r[x] for r in rows))
+    colors = list(dict.fromkeys(r[color] for r in rows)) if color else [None]
+    facets = list(dict.fromkeys(r[facet] for r in rows)) if facet else [None]
+    titles = [f"{names.get(str(f), f)}: {names.get(m, METRICS.get(m, (m,))[0])}" if f is not None
+              else names.get(m, METRICS.get(m, (m,))[0]) for f in facets for m in metrics]
+    fig = make_subplots(rows=len(facets), cols=len(metrics), subplot_titles=titles,
+                        horizontal_spacing=0.07, vertical_spacing=0.12 if len(facets) > 1 else 0)
+    width = 0.7 / len(colors)
+    for fi, fv in enumerate(facets):
+        for mi, m in enumerate(metrics):
+            for ci, cv in enumerate(colors):
+                px, py, mx, my = [], [], [], []
+                for xi, xv in enumerate(xs):
+                    vals = [float(r[m]) for r in rows
+                            if r[x] == xv and (color is None or r[color] == cv)
+                            and (facet is None or r[facet] == fv)
+                            and r.get(m) is not None and math.isfinite(float(r[m]))]
+                    centre = xi + (ci - (len(colors) - 1) / 2) * width
+                    # a deterministic spread so coincident points stay visible
+                    offs = np.linspace(-0.25, 0.25, len(vals)) * width if len(vals) > 1 else [0.0]
+                    px += [centre + o for o in offs[:len(vals)]]
+                    py += vals
+                    if vals:
+                        mx += [centre - 0.35 * width, centre + 0.35 * width, None]
+                        mean = float(np.mean(vals))
+                        my += [mean, mean, None]
+                label = names.get(str(cv), str(cv)) if cv is not None else m
+                first = fi == 0 and mi == 0
+                fig.add_trace(go.Scatter(
+                    x=px, y=py, mode="markers", name=label, legendgroup=label, showlegend=first,
+                    marker={"color": color_for(ci), "size": 7, "opacity": 0.75},
+                    hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>"),
+                    row=fi + 1, col=mi + 1)
+                fig.add_trace(go.Scatter(
+                    x=mx, y=my, mode="lines", showlegend=False, hoverinfo="skip",
+                    line={"color": "#111111", "width": 2}), row=fi + 1, col=mi + 1)
+            fig.update_xaxes(tickvals=list(range(len(xs))),
+                             ticktext=[names.get(str(v), str(v)) for v in xs],
+                             row=fi + 1, col=mi + 1)
+            if m in log:
+                fig.update_yaxes(type="log", exponentformat="power", row=fi + 1, col=mi + 1)
+    fig.update_layout(title=title, height=80 + height_per_row * len(facets),
+                      template="plotly_white",
+                      margin={"l": 50, "r": 20, "t": 70 if title else 40, "b": 40},
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
 
 

@@ -54,13 +54,15 @@ class Field:
     label: str
     kind: str  # "int" | "float" | "bool" | "choice"
     options: tuple = ()
+    optional: bool = False  # shown only when the panel asks for it (``show=``)
 
 
 # Controls, in display order. Only keys present in ``defaults`` get a widget; other keys in
 # ``defaults`` are passed to run_fn unchanged. Choice options are (label, value) pairs and can be
 # overridden per panel (``options=``) to match the training code's spelling.
 FIELDS: tuple[Field, ...] = (
-    Field("algorithm", "algorithm", "choice", (("GD + weight decay", "gd"), ("1-SAM", "sam1"))),
+    Field("algorithm", "algorithm", "choice", (("GD + weight decay", "gd"), ("1-SAM", "sam1"),
+                                               ("SGD + weight decay", "sgd"))),
     # one-key architecture choice (the library's TrainConfig.arch); the separate
     # bias / norm / activation controls below are for configs that split it up
     Field("arch", "architecture", "choice",
@@ -69,8 +71,10 @@ FIELDS: tuple[Field, ...] = (
     Field("width", "width m", "int"),
     Field("bias", "bias", "bool"),
     Field("norm", "normalization", "choice",
-          (("none", "none"), ("Sim-BN", "sim_bn"), ("Sim-LN", "sim_ln"))),
+          (("none", "none"), ("Sim-BN", "sim_bn"), ("Sim-LN", "sim_ln"), ("BatchNorm", "bn"),
+           ("LayerNorm", "ln"))),
     Field("activation", "activation", "choice", (("ReLU", "relu"), ("softplus", "softplus"))),
+    Field("depth", "depth (layers)", "int"),
     Field("lr", "lr η", "float"),
     Field("rho", "ρ (SAM)", "float"),
     Field("weight_decay", "weight decay", "float"),
@@ -79,6 +83,16 @@ FIELDS: tuple[Field, ...] = (
     Field("seed", "seed", "int"),
     Field("d", "input dim d", "int"),
     Field("n", "train size n", "int"),
+    # shown only on request (``show=("optimizer", ...)``); otherwise passed through unchanged
+    Field("optimizer", "base optimizer", "choice",
+          (("SGD", "sgd"), ("heavy ball", "momentum"), ("Adam", "adam"), ("Adagrad", "adagrad"),
+           ("AdaBound", "adabound"), ("AdaShift", "adashift")), optional=True),
+    Field("loss", "loss", "choice", (("squared", "mse"), ("logistic", "logistic")),
+          optional=True),
+    Field("label_smoothing", "label smoothing", "float", optional=True),
+    Field("dataset", "data", "choice", (("parity xor (hypercube)", "xor"),
+                                        ("uniform ball, |x1|-|x2|", "ball")), optional=True),
+    Field("batch_size", "batch size", "int", optional=True),
 )
 
 
@@ -149,6 +163,7 @@ class ControlPanel:
         *,
         validate_fn: Callable[[Mapping[str, Any]], None] | None = basic_validate,
         options: Mapping[str, tuple] | None = None,
+        show: tuple[str, ...] = (),
         title: str | None = None,
         redraw_every: float = 0.5,
     ):
@@ -176,7 +191,7 @@ class ControlPanel:
         self.controls: dict[str, W.ValueWidget] = {}
         opts = dict(options or {})
         for f in FIELDS:
-            if f.key in self.defaults:
+            if f.key in self.defaults and (not f.optional or f.key in show):
                 self.controls[f.key] = self._make_control(f, opts.get(f.key, f.options))
         self._set_defaults()
 
@@ -432,11 +447,13 @@ def fake_run_fn(config: Mapping[str, Any], callback, should_stop, *, delay: floa
 
 
 def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
-                   title: str | None = None) -> ControlPanel:
+                   title: str | None = None, show: tuple[str, ...] = ()) -> ControlPanel:
     """A :class:`ControlPanel` wired to :func:`sharpness_lib.train`.
 
     ``config`` is a :class:`~sharpness_lib.training.TrainConfig` or a preset name; its values
     are the panel's defaults. Invalid values are refused with the library's own sentence.
+    ``show`` adds optional controls (``"optimizer"``, ``"loss"``, ``"label_smoothing"``,
+    ``"dataset"``, ``"batch_size"``); without it those settings keep the config's values.
     """
     from .experiments import panel_defaults, panel_run_fn, validate_panel
     from .presets import get_preset
@@ -444,4 +461,4 @@ def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
     if isinstance(config, str):
         config = get_preset(config).config
     return ControlPanel(panel_defaults(config.validate()), panel_run_fn, compare_runs,
-                        validate_fn=validate_panel, title=title)
+                        validate_fn=validate_panel, title=title, show=show)

@@ -362,3 +362,32 @@ def test_markdown_table_and_caption_of_config():
     assert text.startswith("**6b**: ") and "**seeds** 0, 1, 2" in text and "**seed** " not in text
     assert "500 ep @ lr 0.01, rho 0.5" in text and "**project norm** 10" in text
     assert "gamma" not in text and "depth" not in text  # options of other architectures
+
+
+def _runs():
+    return [dict(optimizer=o, algo=a, arch=ar, seed=s, test_error=0.1 * s + (a == "sam1"),
+                 hessian_trace=1.0 + s)
+            for o in ("sgd", "adam") for a in ("sam1", "sgd") for ar in ("bias", "nobias")
+            for s in range(3)]
+
+
+def test_strip_figure_puts_every_run_in_its_panel_with_the_group_mean():
+    rows = _runs()
+    fig = P.strip_figure(rows, "optimizer", ["test_error", "hessian_trace"], color="algo",
+                         facet="arch", log=["hessian_trace"])
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert sum(len(t.y) for t in points) == 2 * len(rows)       # every run in both metric panels
+    # the mean bar of (sgd, sam1, bias) on test error: seeds 0,1,2 -> 1.1
+    first_bar = [t for t in fig.data if t.mode == "lines"][0]
+    assert first_bar.y[0] == pytest.approx(np.mean([0.1 * s + 1 for s in range(3)]))
+    assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis.type != "log"
+    with pytest.raises(ValueError):
+        P.strip_figure([], "optimizer", ["test_error"])
+
+
+def test_rescaling_figure_draws_curves_and_minima():
+    fig = P.rescaling_figure([0.1, 1, 10], {"layer": [30, 10, 30]}, minima={"min": 9.0})
+    assert len(fig.data) == 2 and list(fig.data[1].y) == [9.0, 9.0]
+    assert fig.layout.xaxis.type == "log"
+    with pytest.raises(ValueError, match="3 scales"):
+        P.rescaling_figure([0.1, 1, 10], {"layer": [1, 2]})

@@ -191,3 +191,11 @@ def test_panel_displays_as_widget():
     assert p.widget.children[-1] is p.output
     bundle = p.widget._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_optional_controls_appear_only_on_request():
+    defaults = dict(DEFAULTS, optimizer="adam", loss="mse")
+    assert "optimizer" not in ControlPanel(defaults, fake_run_fn).controls
+    p = ControlPanel(defaults, fake_run_fn, show=("optimizer",))
+    assert p.controls["optimizer"].value == "adam" and "loss" not in p.controls
+    assert p.config()["loss"] == "mse"          # passed through unchanged
