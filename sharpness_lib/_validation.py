@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-ARCHS = ("nobias", "bias", "sbn", "sln", "softplus", "deep_bias")
+ARCHS = ("nobias", "bias", "sbn", "sln", "softplus", "deep_bias", "bn", "ln")
 ARCH_NAMES = {
     "nobias": "2-MLP-No-Bias",
     "bias": "2-MLP-Bias",
@@ -18,9 +18,12 @@ ARCH_NAMES = {
     "sln": "2-MLP-Sim-LN",
     "softplus": "2-MLP-Bias with softplus",
     "deep_bias": "MLP-Bias of depth D",
+    "bn": "2-MLP-BN",
+    "ln": "2-MLP-LN",
 }
 ALGOS = ("gd", "sgd", "sam1", "msam")
 LOSSES = ("mse", "logistic")
+DATASETS = ("xor", "ball")
 
 
 def check_choice(name: str, value, choices) -> str:

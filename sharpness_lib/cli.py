@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from ._validation import ARCHS, ALGOS, LOSSES, check_choice, check_int, check_n
+from ._validation import ARCHS, ALGOS, DATASETS, LOSSES, check_choice, check_int, check_n
 from .presets import PRESETS, get_preset
 from .training import BASE_OPTIMIZERS, ENGINES, Phase, TrainConfig, train
 
@@ -31,9 +31,10 @@ _TRAIN_FLAGS = {
     "--depth": ("depth", int), "--eps": ("eps", float), "--gamma-init": ("gamma_init", float),
     "--loss": ("loss", str), "--label-smoothing": ("label_smoothing", float),
     "--project-norm": ("project_norm", float), "--test-samples": ("test_samples", int),
-    "--optimizer": ("optimizer", str),
+    "--optimizer": ("optimizer", str), "--dataset": ("dataset", str),
 }
-_CHOICES = {"arch": ARCHS, "algo": ALGOS, "loss": LOSSES, "optimizer": BASE_OPTIMIZERS}
+_CHOICES = {"arch": ARCHS, "algo": ALGOS, "loss": LOSSES, "optimizer": BASE_OPTIMIZERS,
+            "dataset": DATASETS}
 
 
 def _parser() -> _Parser:

@@ -2,7 +2,9 @@
 
 Every model maps a float tensor of shape (N, d) to outputs of shape (N,). Parameters
 are named after the paper: ``W1`` (m, d), ``b1`` (m,), ``W2`` (m,) and, for
-2-MLP-Sim-BN, ``gamma`` (m,). MLP-Bias of depth D adds hidden matrices ``Wh.k``
+2-MLP-Sim-BN, ``gamma`` (m,); the standard-normalization variants 2-MLP-BN and 2-MLP-LN
+(not in the paper, which uses the simplified ones "for tractability") add ``gamma`` and
+``beta`` (m,). MLP-Bias of depth D adds hidden matrices ``Wh.k``
 (m, m) and names its output layer ``W2`` too (its last layer), as the paper's formula
 f = W_D relu(... W_2 relu(W_1 x + b_1)) has a bias only in the first layer.
 
@@ -142,6 +144,77 @@ class TwoMLPSimLN(TwoLayerNet):
         return (h @ self.W2) / denom
 
 
+class TwoMLPBN(TwoLayerNet):
+    """2-MLP-BN: standard BatchNorm after the ReLU, f(x) = W2 . (gamma * h_hat + beta).
+
+    h = relu(W1 x + b1) and h_hat_j = (h_j - mu_j) / sqrt(var_j + eps), with mu_j and the
+    biased variance var_j over the reference inputs ``x_ref`` (the training set) under the
+    current parameters, differentiated through -- torch's training-mode BatchNorm
+    (``F.batch_norm(h, None, None, gamma, beta, training=True, eps=eps)``) evaluated on the
+    full training set, as for :class:`TwoMLPSimBN`. Without ``x_ref`` the statistics are
+    taken over the batch being evaluated. A neuron dead on all of ``x_ref`` outputs beta_j.
+    Not in the paper (it uses Sim-BN "for tractability"); here to test that choice.
+    """
+
+    arch = "bn"
+
+    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
+                 x_ref: torch.Tensor | None = None, gamma_init: float = 1.0,
+                 eps: float = 1e-5, dtype=torch.float64):
+        super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
+        self.eps = float(eps)
+        self.gamma = nn.Parameter(torch.full((width,), float(gamma_init), dtype=dtype))
+        self.beta = nn.Parameter(torch.zeros(width, dtype=dtype))
+        self.register_buffer("x_ref", None if x_ref is None else x_ref.to(dtype))
+
+    def set_reference(self, x_ref: torch.Tensor) -> None:
+        """Use ``x_ref`` (the training inputs) for the normalization statistics."""
+        self.x_ref = x_ref.to(self.W1.dtype)
+
+    def statistics(self, x_fallback: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-neuron mean and biased variance of h over ``x_ref`` (else ``x_fallback``)."""
+        ref = self.x_ref if self.x_ref is not None else x_fallback
+        h = torch.relu(self.preactivation(ref))
+        mu = h.mean(0)
+        return mu, (h - mu).square().mean(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu, var = self.statistics(x)
+        h_hat = (torch.relu(self.preactivation(x)) - mu) / torch.sqrt(var + self.eps)
+        return (self.gamma * h_hat + self.beta) @ self.W2
+
+    def extra_repr(self) -> str:
+        return f"d={self.d}, width={self.width}, eps={self.eps:g}"
+
+
+class TwoMLPLN(TwoLayerNet):
+    """2-MLP-LN: standard LayerNorm after the ReLU, f(x) = W2 . (gamma * h_hat + beta).
+
+    Per sample, h = relu(W1 x + b1) and h_hat = (h - mean(h)) / sqrt(var(h) + eps) over the
+    m hidden units (biased variance) -- ``F.layer_norm(h, (m,), gamma, beta, eps)``. Not in
+    the paper (it uses Sim-LN "for tractability"); here to test that choice.
+    """
+
+    arch = "ln"
+
+    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
+                 gamma_init: float = 1.0, eps: float = 1e-5, dtype=torch.float64):
+        super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
+        self.eps = float(eps)
+        self.gamma = nn.Parameter(torch.full((width,), float(gamma_init), dtype=dtype))
+        self.beta = nn.Parameter(torch.zeros(width, dtype=dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.preactivation(x))
+        mu = h.mean(1, keepdim=True)
+        var = (h - mu).square().mean(1, keepdim=True)
+        h_hat = (h - mu) / torch.sqrt(var + self.eps)
+        return (self.gamma * h_hat + self.beta) @ self.W2
+
+    def extra_repr(self) -> str:
+        return f"d={self.d}, width={self.width}, eps={self.eps:g}"
+
+
 class MLPBias(TwoLayerNet):
     """MLP-Bias of depth D: f(x) = W_D relu(... W_2 relu(W_1 x + b_1)) (Thm 4.1, Figure 11).
 
@@ -182,12 +255,16 @@ MODEL_CLASSES: dict[str, type[TwoLayerNet]] = {
     "sbn": TwoMLPSimBN,
     "sln": TwoMLPSimLN,
     "deep_bias": MLPBias,
+    "bn": TwoMLPBN,
+    "ln": TwoMLPLN,
 }
 
 _OPTIONS = {
     "sbn": {"x_ref", "gamma_init"},
     "sln": {"eps"},
     "deep_bias": {"depth"},
+    "bn": {"x_ref", "gamma_init", "eps"},
+    "ln": {"gamma_init", "eps"},
 }
 
 
@@ -196,9 +273,10 @@ def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float =
     """Build one of the paper's architectures.
 
     ``arch`` is one of ``"nobias"``, ``"bias"``, ``"sbn"``, ``"sln"``, ``"softplus"``,
-    ``"deep_bias"``. Options: ``first_layer_scale`` (all archs; extra factor on W1, b1),
-    ``dtype`` (default float64), ``x_ref`` and ``gamma_init`` (sbn), ``eps`` (sln),
-    ``depth`` (deep_bias, >= 2).
+    ``"deep_bias"``, ``"bn"``, ``"ln"``. Options: ``first_layer_scale`` (all archs; extra
+    factor on W1, b1), ``dtype`` (default float64), ``x_ref`` (sbn, bn), ``gamma_init``
+    (sbn, bn, ln; default 1), ``eps`` (sln, bn, ln; default 1e-5), ``depth`` (deep_bias,
+    >= 2).
     """
     check_choice("arch", arch, ARCHS)
     d = check_int("d", d, 2)

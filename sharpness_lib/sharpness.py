@@ -7,8 +7,9 @@ For a per-sample loss l(f, y) the trace of the Hessian of L = (1/n) sum_i l(f_i,
 For the paper's architectures both per-sample quantities have closed forms
 (:func:`jacobian_terms`), costing O(n m d) -- a dense Hessian at width 512 needs 18 GB.
 ReLU networks without normalization have Tr nabla^2 f = 0 almost everywhere (f is
-linear in every single weight); softplus, Sim-BN and Sim-LN do not. At an
-interpolating point l' = 0 and only the first term survives: that is Lemma 4.1.
+linear in every single weight); softplus, Sim-BN, Sim-LN and the standard BN/LN variants
+do not. At an interpolating point l' = 0 and only the first term survives: that is
+Lemma 4.1.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 from torch import nn
 
 from .losses import loss_derivatives, mean_loss
-from .models import (SOFTPLUS_THRESHOLD, MLPBias, TwoLayerNet, TwoMLPSimBN, TwoMLPSimLN,
-                     TwoMLPSoftplus)
+from .models import (SOFTPLUS_THRESHOLD, MLPBias, TwoLayerNet, TwoMLPBN, TwoMLPLN,
+                     TwoMLPSimBN, TwoMLPSimLN, TwoMLPSoftplus)
 
 
 def _with_one(x: torch.Tensor) -> torch.Tensor:
@@ -37,11 +38,15 @@ def _augmented(model: TwoLayerNet, x: torch.Tensor) -> torch.Tensor:
 def jacobian_terms(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample ``(||grad_theta f(x_i)||^2, Tr nabla^2_theta f(x_i))`` in closed form.
 
-    Works for every architecture of :mod:`sharpness_lib.models`; for 2-MLP-Sim-BN the
-    derivatives include the dependence of the statistic on the parameters.
+    Works for every architecture of :mod:`sharpness_lib.models`; for 2-MLP-Sim-BN and
+    2-MLP-BN the derivatives include the dependence of the statistics on the parameters.
     """
     if isinstance(model, TwoMLPSimBN):
         return _simbn_terms(model, x)
+    if isinstance(model, TwoMLPBN):
+        return _bn_terms(model, x)
+    if isinstance(model, TwoMLPLN):
+        return _ln_terms(model, x)
     if isinstance(model, TwoMLPSimLN):
         return _simln_terms(model, x)
     if isinstance(model, MLPBias):
@@ -124,6 +129,86 @@ def _simbn_terms(model: TwoMLPSimBN, x):
     per = (model.gamma.square() + model.W2.square()) * z.square() + c.square() * dz2
     jac = (per * alive).sum(1)
     lap = ((c * lapz) * alive).sum(1)
+    return jac, lap
+
+
+def _bn_terms(model: TwoMLPBN, x):
+    """2-MLP-BN, f_i = sum_j W2_j (gamma_j hh_ij + beta_j), hh_ij = g_ij t_j.
+
+    Per neuron (index j dropped), w = (W1_j, b1_j), over the n reference points x'_k:
+    h_k = relu(w.x'_k), a_k = [w.x'_k > 0], mu = mean_k h_k, V = mean_k (h_k - mu)^2,
+    t = (V + eps)^(-1/2); for an evaluated point g_i = h_i - mu. With
+    m1 = mean_k a_k x'_k = grad mu, D = mean_k h_k x'_k - mu m1 (grad V = 2 D),
+    T = mean_k a_k ||x'_k||^2 (Tr grad^2 V = 2 (T - ||m1||^2)) and relu'' = 0 a.e.:
+
+        grad_w hh_i = t (a_i x'_i - m1) - g_i t^3 D,
+        Tr grad_w^2 hh_i = g_i (3 t^5 ||D||^2 - t^3 (T - ||m1||^2)) - 2 t^3 (a_i x'_i - m1).D.
+
+    f is linear in each of W2_j, gamma_j, beta_j, and the neurons' parameter blocks do not
+    interact, so Tr grad^2 f_i = sum_j W2_j gamma_j Tr grad_w^2 hh_ij and
+    ||grad f_i||^2 = sum_j (gamma_j hh_ij + beta_j)^2 + W2_j^2 (hh_ij^2 + 1)
+    + (W2_j gamma_j)^2 ||grad_w hh_ij||^2.
+    """
+    ref = model.x_ref if model.x_ref is not None else x
+    W = torch.cat([model.W1, model.b1[:, None]], 1)          # (m, d+1)
+    xr, xe = _with_one(ref), _with_one(x)
+    n_ref = xr.shape[0]
+    ur = xr @ W.T                                             # (n_ref, m)
+    ar = (ur > 0).to(x.dtype)
+    hr = torch.relu(ur)
+    mu = hr.mean(0)
+    V = (hr - mu).square().mean(0)
+    t = (V + model.eps).rsqrt()
+    m1 = ar.T @ xr / n_ref                                    # (m, d+1)
+    D = hr.T @ xr / n_ref - mu[:, None] * m1
+    T = (ar * xr.square().sum(1, keepdim=True)).mean(0)
+    m1sq, Dsq, m1D = m1.square().sum(1), D.square().sum(1), (m1 * D).sum(1)
+    ue = xe @ W.T                                             # (N, m)
+    ae = (ue > 0).to(x.dtype)
+    g = torch.relu(ue) - mu
+    sq = xe.square().sum(1, keepdim=True)
+    xD = ae * (xe @ D.T) - m1D                                # (a_i x'_i - m1) . D
+    vsq = ae * (sq - 2 * (xe @ m1.T)) + m1sq                  # ||a_i x'_i - m1||^2
+    hh = g * t
+    grad_sq = t**2 * vsq - 2 * g * t**4 * xD + g.square() * t**6 * Dsq
+    lap_hh = g * (3 * t**5 * Dsq - t**3 * (T - m1sq)) - 2 * t**3 * xD
+    gamma, beta, W2 = model.gamma, model.beta, model.W2
+    jac = ((gamma * hh + beta).square() + W2.square() * (hh.square() + 1)
+           + (W2 * gamma).square() * grad_sq).sum(1)
+    lap = (lap_hh @ (W2 * gamma))
+    return jac, lap
+
+
+def _ln_terms(model: TwoMLPLN, x):
+    """2-MLP-LN, f = sum_j W2_j (gamma_j hh_j + beta_j) per sample, with h = relu(z),
+    z = W1 x + b1, g = h - mean(h), s = sqrt(mean(g^2) + eps), hh = g / s.
+
+    f depends on (W1, b1) only through z, and is linear in each of W2_j, gamma_j, beta_j,
+    so ||grad f||^2 = sum_j [(gamma_j hh_j + beta_j)^2 + W2_j^2 (hh_j^2 + 1)]
+    + (||x||^2 + 1) ||grad_z f||^2 and Tr grad^2 f = (||x||^2 + 1) sum_j d^2 f / dz_j^2.
+    With c = W2 * gamma, c^ = c - mean(c), A = c . g, a = relu'(z) (relu'' = 0 a.e.):
+
+        df/dz_j = a_j (c^_j / s - A g_j / (m s^3)),
+        d^2f/dz_j^2 = a_j (-2 c^_j g_j / (m s^3) - A (1 - 1/m) / (m s^3) + 3 A g_j^2 / (m^2 s^5)).
+    """
+    z = model.preactivation(x)                                # (N, m)
+    m = z.shape[1]
+    a = (z > 0).to(x.dtype)
+    h = torch.relu(z)
+    g = h - h.mean(1, keepdim=True)
+    s = (g.square().mean(1, keepdim=True) + model.eps).sqrt()  # (N, 1)
+    hh = g / s
+    gamma, beta, W2 = model.gamma, model.beta, model.W2
+    c = W2 * gamma
+    ch = c - c.mean()
+    A = (g * c).sum(1, keepdim=True)
+    dz = a * (ch / s - A * g / (m * s**3))
+    d2z = a * (-2 * ch * g / (m * s**3) - A * (1 - 1 / m) / (m * s**3)
+               + 3 * A * g.square() / (m**2 * s**5))
+    sq = x.square().sum(1) + 1
+    jac = ((gamma * hh + beta).square() + W2.square() * (hh.square() + 1)).sum(1) \
+        + sq * dz.square().sum(1)
+    lap = sq * d2z.sum(1)
     return jac, lap
 
 

@@ -8,7 +8,8 @@ record per log point. Two interchangeable paths execute the steps:
 * ``engine="reference"``: plain torch -- the :class:`~sharpness_lib.sam.SAM` optimizer
   over ``torch.optim.SGD`` (or another base), one forward/backward per pass.
 * ``engine="numba"``: the compiled kernels of :mod:`sharpness_lib.engine` for the
-  2-layer architectures with the squared loss, matching the reference to 1e-6.
+  2-layer architectures with the squared loss, matching the reference to 1e-6 (not the
+  standard-normalization archs "bn"/"ln", which always take the reference path).
 
 ``engine="auto"`` (the default) takes the compiled path whenever it covers the run.
 The visiting order of each epoch comes from :class:`EpochOrders`, so both paths see the
@@ -29,15 +30,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validation import (ALGOS, ARCH_NAMES, ARCHS, LOSSES, check_choice, check_float,
+from ._validation import (ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES, check_choice, check_float,
                           check_int, check_n)
-from .data import DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_parity_xor
+from .data import DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set
 from .losses import mean_loss
+from . import optimizers
 from .models import TwoLayerNet, make_model, numpy_params
 from .sam import SAM
 from .sharpness import hessian_trace
 
-BASE_OPTIMIZERS = ("sgd", "momentum", "adam", "adagrad")
+BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)   # names; specs in optimizers.py
 ENGINES = ("auto", "reference", "numba")
 
 
@@ -52,7 +54,13 @@ class Phase:
 
 @dataclass
 class TrainConfig:
-    """Settings of one run. ``phases`` (if given) replaces (epochs, lr, rho)."""
+    """Settings of one run. ``phases`` (if given) replaces (epochs, lr, rho).
+
+    ``eps`` is Sim-LN's floor and, for ``arch`` "bn"/"ln" (standard BatchNorm/LayerNorm),
+    the normalization eps (torch's default 1e-5). ``dataset`` picks the distribution:
+    "xor" (P_xor) or "ball" (Figure 7; then n is not limited to 2^d and the history also
+    records the test squared error ``test_mse``).
+    """
 
     arch: str = "bias"
     d: int = 30
@@ -68,7 +76,7 @@ class TrainConfig:
     init_scale: float = 1.0
     first_layer_scale: float = 1.0
     depth: int = 3
-    eps: float = 1e-5
+    eps: float = 1e-5  # Sim-LN's floor; the normalization eps of "bn" and "ln" (torch's 1e-5)
     gamma_init: float = 1.0
     loss: str = "mse"
     label_smoothing: float = 0.0
@@ -77,6 +85,7 @@ class TrainConfig:
     log_every: int | None = None
     test_samples: int = DEFAULT_TEST_SAMPLES
     optimizer: str = "sgd"
+    dataset: str = "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -87,9 +96,9 @@ class TrainConfig:
             raise ValueError(f"unknown setting {unknown[0]!r}; valid settings: "
                              f"{', '.join(sorted(names))}.")
         values = dict(values)
-        if values.get("phases"):
+        if "phases" in values:
             values["phases"] = tuple(p if isinstance(p, Phase) else Phase(**p)
-                                     for p in values["phases"])
+                                     for p in values["phases"] or ())
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -110,8 +119,9 @@ class TrainConfig:
         check_choice("algo", c.algo, ALGOS)
         check_choice("loss", c.loss, LOSSES)
         check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
+        check_choice("dataset", c.dataset, DATASETS)
         c.d = check_int("d", c.d, 2)
-        c.n = check_n(c.n, c.d)
+        c.n = check_n(c.n, c.d) if c.dataset == "xor" else check_int("n", c.n, 1)
         c.width = check_int("width", c.width, 1)
         c.seed = check_int("seed", c.seed, 0)
         c.wd = check_float("wd (weight decay)", c.wd, 0.0)
@@ -182,13 +192,18 @@ class TrainConfig:
             extras["gamma_init"] = (c.gamma_init, None)
         if c.arch == "sln":
             extras["eps"] = (c.eps, None)
+        if c.arch in ("bn", "ln"):
+            extras["gamma_init"] = (c.gamma_init, 1.0)
+            extras["eps"] = (c.eps, 1e-5)
         if c.arch == "deep_bias":
             extras["depth"] = (c.depth, None)
         if c.loss == "logistic":
             extras["label_smoothing"] = (c.label_smoothing, None)
         out.update({k: v for k, (v, default) in extras.items() if v != default})
+        if c.dataset != "xor":
+            out["dataset"] = c.dataset
         out.update(d=c.d, n=c.n, seed=c.seed)
-        if c.d > 20:
+        if c.d > 20 or c.dataset != "xor":
             out["test_samples"] = c.test_samples
         return out
 
@@ -202,7 +217,7 @@ class TrainConfig:
         extra = "".join(f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
                         for k, v in self.summary().items()
                         if k in ("first_layer_scale", "project_norm", "gamma_init", "depth",
-                                 "loss", "label_smoothing", "optimizer"))
+                                 "loss", "label_smoothing", "optimizer", "dataset"))
         return (f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
                 f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}")
 
@@ -233,6 +248,10 @@ def build_model(cfg: TrainConfig, data: ParityXor) -> TwoLayerNet:
     options = {"first_layer_scale": cfg.first_layer_scale}
     if cfg.arch == "sbn":
         options.update(x_ref=data.x, gamma_init=cfg.gamma_init)
+    elif cfg.arch == "bn":
+        options.update(x_ref=data.x, gamma_init=cfg.gamma_init, eps=cfg.eps)
+    elif cfg.arch == "ln":
+        options.update(gamma_init=cfg.gamma_init, eps=cfg.eps)
     elif cfg.arch == "sln":
         options["eps"] = cfg.eps
     elif cfg.arch == "deep_bias":
@@ -259,15 +278,11 @@ class _ReferenceRunner:
 
     def __init__(self, cfg: TrainConfig, model, data: ParityXor):
         self.cfg, self.model, self.data = cfg, model, data
-        base = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
-                "adam": (torch.optim.Adam, {}), "adagrad": (torch.optim.Adagrad, {})}
-        cls, extra = base[cfg.optimizer]
         first = cfg.schedule()[0]
-        kwargs = dict(lr=first.lr, weight_decay=cfg.wd, **extra)
-        if cfg.algo in ("sam1", "msam"):
-            self.opt = SAM(model.parameters(), cls, rho=first.rho, **kwargs)
-        else:
-            self.opt = cls(model.parameters(), **kwargs)
+        # base optimizer from the registry of optimizers.py; SAM over it for sam1/msam
+        self.opt = optimizers.make_optimizer(
+            cfg.optimizer, model.parameters(), first.lr, weight_decay=cfg.wd,
+            sam_rho=first.rho if cfg.algo in ("sam1", "msam") else None)
 
     def _loss(self, idx):
         x = self.data.x if idx is None else self.data.x[idx]
@@ -377,10 +392,14 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig) -> dict:
         loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
         train_err = float((f * data.y <= 0).to(torch.float64).mean())
     te = testset.error(model)
+    extra = {}
+    if cfg.dataset != "xor":  # real-valued labels: the test squared error too
+        tm = testset.mse(model)
+        extra = {"test_mse": tm.value, "test_mse_se": tm.stderr}
     trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing) \
         if math.isfinite(loss) else float("nan")
     return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
-            "test_error_se": te.stderr, "hessian_trace": trace}
+            "test_error_se": te.stderr, "hessian_trace": trace, **extra}
 
 
 def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine: str = "auto",
@@ -398,9 +417,9 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                          f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
                          "use engine 'auto' or 'reference'.")
     use_engine = engine == "numba" or (engine == "auto" and engine_supports(cfg))
-    data = make_parity_xor(cfg.d, cfg.n, cfg.seed)
+    data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
     model = build_model(cfg, data)
-    testset = TestSet(cfg.d, seed=cfg.seed, num_samples=cfg.test_samples)
+    testset = make_test_set(cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples)
     runner = (_EngineRunner if use_engine else _ReferenceRunner)(cfg, model, data)
     orders = EpochOrders(cfg.n, cfg.seed)
     history: list[dict] = []
