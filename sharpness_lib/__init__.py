@@ -10,6 +10,8 @@ Not Only Minimize Sharpness To Achieve Better Generalization", checked numerical
 * optimizers: :class:`SAM` (1-SAM with batch size 1) over any base optimizer of
   :data:`BASE_OPTIMIZERS` (SGD, heavy ball, Adam, Adagrad, AdaBound, AdaShift); training: :func:`train`
 * correlation: :func:`kendall_tau`, :func:`sharpness_correlation` (generalization gap vs sharpness)
+* minimum sharpness: :func:`minimum_sharpness` (the trace minimized over function-preserving
+  rescalings, Ibayashi et al. 2021), :func:`rescale`, :func:`path_norm` (Lemma 3.1)
 * constructions: :func:`memorizing_solution` (Thm 4.1), :func:`generalizing_solution` (Prop 4.2)
 * presets: :data:`PRESETS`, one per figure
 """
@@ -19,6 +21,7 @@ from .constructions import (eq5_radius, generalizing_solution, generalizing_solu
 from .data import (BallTestSet, ParityXor, TestError, TestSet, TrainingSet, hypercube,
                    make_dataset, make_parity_xor, make_test_set, make_uniform_ball, test_error)
 from .losses import mean_loss, per_sample_loss
+from .min_sharpness import MinSharpness, minimum_sharpness, path_norm, rescale
 from .models import (MLPBias, TwoMLPBias, TwoMLPBN, TwoMLPLN, TwoMLPNoBias, TwoMLPSimBN,
                      TwoMLPSimLN, TwoMLPSoftplus, make_model)
 from .correlation import kendall_tau, sharpness_correlation
@@ -38,6 +41,7 @@ __all__ = [
     "Preset", "get_preset", "SAM", "hessian_trace", "hessian_trace_autograd",
     "hessian_trace_hutchinson", "jacobian_terms", "lemma41_trace", "sharpness_lower_bound",
     "Phase", "TrainConfig", "TrainResult", "run_config", "train", "kendall_tau",
-    "sharpness_correlation", "BASE_OPTIMIZERS", "make_optimizer",
+    "sharpness_correlation", "BASE_OPTIMIZERS", "make_optimizer", "MinSharpness",
+    "minimum_sharpness", "path_norm", "rescale",
 ]
 __version__ = "0.1.0"

@@ -32,6 +32,7 @@ _TRAIN_FLAGS = {
     "--loss": ("loss", str), "--label-smoothing": ("label_smoothing", float),
     "--project-norm": ("project_norm", float), "--test-samples": ("test_samples", int),
     "--optimizer": ("optimizer", str), "--dataset": ("dataset", str),
+    "--stop-loss": ("stop_loss", float),
 }
 _CHOICES = {"arch": ARCHS, "algo": ALGOS, "loss": LOSSES, "optimizer": BASE_OPTIMIZERS,
             "dataset": DATASETS}

@@ -138,3 +138,59 @@ def summary(results: list[TrainResult], key: str) -> tuple[float, float, float]:
     """(mean, min, max) over runs of the final value of ``key``."""
     vals = [r.final[key] for r in results]
     return sum(vals) / len(vals), min(vals), max(vals)
+
+
+def _one_thread_run(config: dict) -> dict:
+    """``run_config`` in a sweep worker: one torch thread, as the parallelism is across runs."""
+    from .training import run_config
+
+    torch.set_num_threads(1)
+    return run_config(config)
+
+
+def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, seeds=(0, 1, 2),
+                    rho: float = 0.05, n_jobs: int = -1, backend: str = "loky",
+                    progress: bool = False):
+    """1-SAM over each base optimizer, and that optimizer alone (batch 1), per architecture.
+
+    The student report's design (../seeds/003: SAM with SGD, heavy ball, Adam, Adagrad,
+    AdaBound, AdaShift) on the paper's task. ``bases`` maps a label to a :class:`TrainConfig`
+    (architecture, width, epochs, init, ``stop_loss`` ...); ``lrs`` maps an optimizer name to
+    its learning rate, or a (label, optimizer) pair to an override. Runs go through
+    :func:`sharpness_lib.sweep.run_sweep`; returns ``(rows, failed)``: one tidy row per run
+    (label, arch, optimizer, method "1-SAM" / "alone", seed, the final metrics including
+    ``min_sharpness`` where the library has it, and ``generalization_gap``), and the
+    sweep's failures as (config, message) pairs.
+    """
+    from .correlation import generalization_gap
+    from .optimizers import BASE_OPTIMIZERS
+    from .sweep import run_sweep
+
+    optimizers = tuple(optimizers or BASE_OPTIMIZERS)
+    points, labels = [], []
+    for label, cfg in bases.items():
+        for opt in optimizers:
+            lr = lrs.get((label, opt), lrs.get(opt))
+            if lr is None:
+                raise ValueError(f"no learning rate for optimizer {opt!r} (architecture "
+                                 f"{label!r}); give lrs[{opt!r}] or lrs[({label!r}, {opt!r})].")
+            for algo in ("sam1", "sgd"):
+                for seed in seeds:
+                    c = cfg.replace(optimizer=opt, lr=lr, algo=algo, batch_size=None, phases=(),
+                                    rho=rho if algo == "sam1" else 0.0, seed=seed).validate()
+                    points.append(c.to_dict())
+                    labels.append(label)
+    res = run_sweep({}, points, train_fn=_one_thread_run, n_jobs=n_jobs, backend=backend,
+                    progress=progress)
+    label_of = {i: lab for i, lab in enumerate(labels)}
+    rows = []
+    for r in sorted(res.finished, key=lambda r: r["config_id"]):
+        rows.append({"label": label_of[r["config_id"]], "arch": r["arch"],
+                     "optimizer": r["optimizer"],
+                     "method": "1-SAM" if r["algo"] == "sam1" else "alone", "seed": r["seed"],
+                     "lr": r["lr"], "epoch": r["epoch"], "status": r["status"],
+                     **{k: r.get(k, float("nan")) for k in
+                        ("train_loss", "train_error", "test_error", "hessian_trace",
+                         "min_sharpness")},
+                     "generalization_gap": generalization_gap(r)})
+    return rows, res.failed

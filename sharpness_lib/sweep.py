@@ -56,9 +56,14 @@ class SweepResult:
                 f"{len(self.records)} records, interrupted={self.interrupted})")
 
 
-def expand_grid(base: dict, grid: dict) -> list[dict]:
+def expand_grid(base: dict, grid) -> list[dict]:
     """All configs ``{**base, **point}`` for the Cartesian product of ``grid``'s value lists
-    (first key varies slowest)."""
+    (first key varies slowest). ``grid`` may also be a list of dicts: explicit points (for
+    settings that do not form a product, e.g. a learning rate per optimizer)."""
+    if isinstance(grid, (list, tuple)):
+        if not all(isinstance(p, dict) for p in grid):
+            raise TypeError("a grid given as a list must hold dicts (one per configuration)")
+        return [{**base, **p} for p in grid]
     keys = list(grid)
     for k in keys:
         if isinstance(grid[k], (str, bytes)) or not hasattr(grid[k], "__iter__"):

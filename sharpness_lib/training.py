@@ -37,6 +37,7 @@ from .losses import mean_loss
 from . import optimizers
 from .models import TwoLayerNet, make_model, numpy_params
 from .sam import SAM
+from .min_sharpness import minimum_sharpness
 from .sharpness import hessian_trace
 
 BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)   # names; specs in optimizers.py
@@ -85,6 +86,7 @@ class TrainConfig:
     log_every: int | None = None
     test_samples: int = DEFAULT_TEST_SAMPLES
     optimizer: str = "sgd"
+    stop_loss: float | None = None  # end at the first log point with train loss <= this
     dataset: str = "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
 
     @classmethod
@@ -133,6 +135,8 @@ class TrainConfig:
         c.gamma_init = check_float("gamma_init", c.gamma_init)
         c.label_smoothing = check_float("label_smoothing", c.label_smoothing, 0.0, 1.0)
         c.test_samples = check_int("test_samples", c.test_samples, 1)
+        if c.stop_loss is not None:
+            c.stop_loss = check_float("stop_loss", c.stop_loss, 0.0, low_open=True)
         if c.project_norm is not None:
             c.project_norm = check_float("project_norm", c.project_norm, 0.0, low_open=True)
         if c.phases:
@@ -187,7 +191,8 @@ class TrainConfig:
         out["init_scale"] = c.init_scale
         extras = {"first_layer_scale": (c.first_layer_scale, 1.0),
                   "project_norm": (c.project_norm, None),
-                  "loss": (c.loss, "mse"), "optimizer": (c.optimizer, "sgd")}
+                  "loss": (c.loss, "mse"), "optimizer": (c.optimizer, "sgd"),
+                  "stop_loss": (c.stop_loss, None)}
         if c.arch == "sbn":
             extras["gamma_init"] = (c.gamma_init, None)
         if c.arch == "sln":
@@ -374,8 +379,8 @@ class TrainResult:
         fin = self.final
         return {"config": self.config.to_dict(), "status": self.status, "message": self.message,
                 "engine": self.engine, "wall_time": self.wall_time,
-                **{k: fin[k] for k in ("epoch", "train_loss", "train_error", "test_error",
-                                       "test_error_se", "hessian_trace")},
+                # every metric of the last log point (those present for this run's data/arch)
+                **{k: v for k, v in fin.items() if k not in ("phase", "lr", "rho")},
                 "history": self.history}
 
 
@@ -385,8 +390,23 @@ def _loss_is_finite(model, data: ParityXor, cfg: TrainConfig) -> bool:
                                              cfg.label_smoothing)))
 
 
-def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig) -> dict:
-    """Train loss, train/test zero-one error and the exact Tr nabla^2 L at the current point."""
+def minimum_sharpness_of(model, data: ParityXor, cfg: TrainConfig) -> float:
+    """Per-neuron minimum sharpness (Ibayashi et al. 2021) of the current point.
+
+    Softplus nets have no function-preserving rescaling (softplus is not positively
+    homogeneous), so the minimum over their trivial group is the trace itself. Sim-LN has
+    only the layer-wise symmetry, which :func:`minimum_sharpness` then uses.
+    """
+    if cfg.arch == "softplus":
+        return hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
+    return minimum_sharpness(model, data.x, data.y, "neuron", cfg.loss,
+                             cfg.label_smoothing).value
+
+
+def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
+            min_sharpness: bool = True) -> dict:
+    """Train loss, train/test zero-one error, the exact Tr nabla^2 L and (if asked) the
+    minimum sharpness at the current point."""
     with torch.no_grad():
         f = model(data.x)
         loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
@@ -398,6 +418,9 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig) -> dict:
         extra = {"test_mse": tm.value, "test_mse_se": tm.stderr}
     trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing) \
         if math.isfinite(loss) else float("nan")
+    if min_sharpness:
+        extra["min_sharpness"] = minimum_sharpness_of(model, data, cfg) \
+            if math.isfinite(loss) else float("nan")
     return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
             "test_error_se": te.stderr, "hessian_trace": trace, **extra}
 
@@ -429,12 +452,15 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
         bar = tqdm(total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False)
 
     def log(epoch: int, phase_index: int, phase: Phase) -> None:
-        rec = {"epoch": epoch, **measure(model, data, testset, cfg), "phase": phase_index,
+        rec = {"epoch": epoch, **measure(model, data, testset, cfg, every_point_ms),
+               "phase": phase_index,
                "lr": phase.lr, "rho": phase.rho}
         history.append(rec)
         if callback is not None:
             callback(rec)
 
+    # the deep nets' per-neuron minimum needs a Newton solve (~0.4 s at width 128): final only
+    every_point_ms = cfg.arch != "deep_bias"
     t_start = time.perf_counter()
     schedule = cfg.schedule()
     log(0, 0, schedule[0])
@@ -462,14 +488,20 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                 bar.update(k)
             if epoch == next_log:
                 log(epoch, pi, phase)
+                if cfg.stop_loss is not None and history[-1]["train_loss"] <= cfg.stop_loss:
+                    message = (f"reached training loss {history[-1]['train_loss']:.3g} <= "
+                               f"stop_loss {cfg.stop_loss:g} at epoch {epoch}.")
+                    break
             if should_stop is not None and should_stop():
                 if history[-1]["epoch"] != epoch:
                     log(epoch, pi, phase)
                 status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs}."
-        if status != "completed":
+        if status != "completed" or message:
             break
     if status == "completed" and not math.isfinite(history[-1]["train_loss"]):
         status, message = "diverged", "the final loss is NaN or infinite."
+    if not every_point_ms and math.isfinite(history[-1]["train_loss"]):
+        history[-1]["min_sharpness"] = minimum_sharpness_of(model, data, cfg)
     if bar is not None:
         bar.close()
     return TrainResult(cfg, history, model, data, status, message, runner.name,

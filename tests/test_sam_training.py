@@ -160,3 +160,17 @@ def test_invalid_config_is_one_clear_sentence(changes, msg):
 def test_unknown_setting_in_dict():
     with pytest.raises(ValueError, match="unknown setting 'widht'"):
         train({"widht": 3})
+
+
+def test_stop_loss_ends_the_run_at_the_first_log_point_below_it():
+    cfg = TrainConfig(arch="nobias", d=8, n=20, width=32, algo="gd", lr=0.2, wd=0.0, epochs=400,
+                      log_every=10, seed=0)
+    full = train(cfg)
+    target = full.history[len(full.history) // 2]["train_loss"]
+    early = train(cfg.replace(stop_loss=target))
+    first = next(h["epoch"] for h in full.history if h["train_loss"] <= target)
+    assert early.status == "completed" and early.final["epoch"] == first < 400
+    assert "stop_loss" in early.message
+    assert early.history == full.history[:len(early.history)]       # same run, cut short
+    with pytest.raises(ValueError, match="stop_loss"):
+        TrainConfig(stop_loss=-1.0).validate()

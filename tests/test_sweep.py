@@ -30,6 +30,13 @@ def test_expand_grid_order_and_base():
         expand_grid({}, {"rho": 0.1})
 
 
+def test_expand_grid_takes_explicit_points():
+    cfgs = expand_grid({"a": 1, "lr": 0.1}, [{"opt": "adam", "lr": 1e-3}, {"opt": "sgd"}])
+    assert cfgs == [{"a": 1, "lr": 1e-3, "opt": "adam"}, {"a": 1, "lr": 0.1, "opt": "sgd"}]
+    with pytest.raises(TypeError, match="dicts"):
+        expand_grid({}, [("opt", "adam")])
+
+
 def test_sequential_tidy_records():
     res = run_sweep(BASE, GRID, train_fn=demo_train_fn, backend="sequential", progress=False)
     _check_tidy(res, 6)
