@@ -87,6 +87,9 @@ class TrainConfig:
     test_samples: int = DEFAULT_TEST_SAMPLES
     optimizer: str = "sgd"
     stop_loss: float | None = None  # end at the first log point with train loss <= this
+    # hyperparameters of the base optimizer other than lr / weight decay (e.g. AdaBound's
+    # final_lr, heavy ball's momentum); defaults in sharpness_lib.optimizers.BASE_OPTIMIZERS
+    optimizer_options: dict = field(default_factory=dict)
     dataset: str = "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
 
     @classmethod
@@ -137,6 +140,11 @@ class TrainConfig:
         c.test_samples = check_int("test_samples", c.test_samples, 1)
         if c.stop_loss is not None:
             c.stop_loss = check_float("stop_loss", c.stop_loss, 0.0, low_open=True)
+        if not isinstance(c.optimizer_options, dict):
+            raise ValueError("optimizer_options must be a dict of hyperparameters, e.g. "
+                             f"{{'final_lr': 0.01}}; got {c.optimizer_options!r}.")
+        c.optimizer_options = dict(c.optimizer_options)
+        optimizers.get_spec(c.optimizer).kwargs(1.0, 0.0, **c.optimizer_options)  # names
         if c.project_norm is not None:
             c.project_norm = check_float("project_norm", c.project_norm, 0.0, low_open=True)
         if c.phases:
@@ -192,7 +200,8 @@ class TrainConfig:
         extras = {"first_layer_scale": (c.first_layer_scale, 1.0),
                   "project_norm": (c.project_norm, None),
                   "loss": (c.loss, "mse"), "optimizer": (c.optimizer, "sgd"),
-                  "stop_loss": (c.stop_loss, None)}
+                  "stop_loss": (c.stop_loss, None),
+                  "optimizer_options": (c.optimizer_options, {})}
         if c.arch == "sbn":
             extras["gamma_init"] = (c.gamma_init, None)
         if c.arch == "sln":
@@ -287,7 +296,8 @@ class _ReferenceRunner:
         # base optimizer from the registry of optimizers.py; SAM over it for sam1/msam
         self.opt = optimizers.make_optimizer(
             cfg.optimizer, model.parameters(), first.lr, weight_decay=cfg.wd,
-            sam_rho=first.rho if cfg.algo in ("sam1", "msam") else None)
+            sam_rho=first.rho if cfg.algo in ("sam1", "msam") else None,
+            **cfg.optimizer_options)
 
     def _loss(self, idx):
         x = self.data.x if idx is None else self.data.x[idx]

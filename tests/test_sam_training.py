@@ -174,3 +174,13 @@ def test_stop_loss_ends_the_run_at_the_first_log_point_below_it():
     assert early.history == full.history[:len(early.history)]       # same run, cut short
     with pytest.raises(ValueError, match="stop_loss"):
         TrainConfig(stop_loss=-1.0).validate()
+
+
+def test_optimizer_options_reach_the_base_optimizer_and_are_checked():
+    cfg = TrainConfig(arch="bias", d=8, n=20, width=16, optimizer="adabound", epochs=3,
+                      optimizer_options={"final_lr": 0.01}, log_every=3)
+    a, b = train(cfg), train(cfg.replace(optimizer_options={}))
+    assert a.final["train_loss"] != b.final["train_loss"]       # final_lr 0.01 vs 0.1 differ
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="not a hyperparameter of optimizer 'adam'"):
+        TrainConfig(optimizer="adam", optimizer_options={"final_lr": 0.01}).validate()
