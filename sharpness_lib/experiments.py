@@ -111,18 +111,37 @@ def panel_run_fn(values: dict, callback, should_stop) -> TrainResult:
     return train(config_from_panel(values), callback=callback, should_stop=should_stop)
 
 
+def _train_one_thread(cfg: TrainConfig, train_kwargs: dict) -> TrainResult:
+    torch.set_num_threads(1)
+    return train(cfg, **train_kwargs)
+
+
 def run_seeds(cfg: TrainConfig, seeds=(0, 1, 2), n_jobs: int | None = None,
               **train_kwargs) -> list[TrainResult]:
-    """The same config over several seeds, in parallel threads (the kernels drop the GIL)."""
+    """The same config over several seeds, in parallel, one torch thread per run.
+
+    Runs the compiled engine covers go to threads (its kernels release the GIL); the others
+    (deep MLP-Bias, standard BN/LN, other losses or optimizers it lacks) spend their time in
+    Python and torch dispatch, which threads share badly, so they go to worker processes.
+    With callbacks (``callback``/``should_stop``) everything stays in this process.
+    """
+    from .training import engine_supports
+
     cfgs = [dataclasses.replace(cfg, seed=s) for s in seeds]
     n_jobs = n_jobs or min(len(cfgs), os.cpu_count() or 1)
-    if n_jobs == 1:
-        return [train(c, **train_kwargs) for c in cfgs]
     # one torch thread per run: the parallelism is across runs, and torch's own thread pool
     # on top of it oversubscribes the cores (a 1 ms trace evaluation then takes a second)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
+        if n_jobs == 1:
+            return [train(c, **train_kwargs) for c in cfgs]
+        in_process = train_kwargs.get("callback") or train_kwargs.get("should_stop")
+        if not in_process and not engine_supports(cfg.validate()):
+            from joblib import Parallel, delayed
+
+            return Parallel(n_jobs=n_jobs, backend="loky")(
+                delayed(_train_one_thread)(c, train_kwargs) for c in cfgs)
         with ThreadPoolExecutor(n_jobs) as pool:
             return list(pool.map(lambda c: train(c, **train_kwargs), cfgs))
     finally:

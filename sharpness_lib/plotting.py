@@ -51,7 +51,7 @@ METRICS: dict[str, tuple[str, bool]] = {
     "test_error": ("Test error (0-1)", False),
     "hessian_trace": ("Sharpness Tr ∇²L", True),
     "min_sharpness": ("Minimum sharpness", True),
-    "test_loss": ("Test loss", True),
+    "test_mse": ("Test squared error", True),
 }
 
 # Plotly's default qualitative palette, fixed here so colours do not depend on the template.
