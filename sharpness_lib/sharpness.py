@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ._validation import LOSSES, check_choice, check_float
 from .losses import loss_derivatives, mean_loss
 from .models import (SOFTPLUS_THRESHOLD, MLPBias, TwoLayerNet, TwoMLPBN, TwoMLPLN,
                      TwoMLPSimBN, TwoMLPSimLN, TwoMLPSoftplus)
@@ -244,22 +245,37 @@ def lemma41_trace(model: nn.Module, x: torch.Tensor) -> float:
     return float(2 * jac.mean())
 
 
-def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: int = 2) -> float:
-    """Lower bound on Tr nabla^2 L over interpolating models (squared loss).
+def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: int = 2,
+                          loss: str = "mse", label_smoothing: float = 0.0) -> float:
+    """Lower bound on Tr nabla^2 L over the minimizers of L (interpolating models).
+
+    Squared loss (l'' = 2 and f(x_i) = y_i at a minimizer):
 
     * 2-MLP-Bias (Lemma 4.1 + Cauchy-Schwarz, eq. 3): (2/n) sum_i 2 ||x'_i|| |y_i|, x' = (x, 1).
     * MLP-Bias of depth D: (2/n) sum_i D ||x'_i||^(2/D) |y_i|^(2 - 2/D) (AM-GM over the D
       layers' rank-1 gradient terms; D = 2 gives the line above).
     * 2-MLP-No-Bias: as 2-MLP-Bias with x in place of x'.
     * 2-MLP-Sim-LN (eps <= 2 ||x'_i|| |y_i|): (2/n) sum_i [y_i != 0], since ||grad_W2 f||=1.
+
+    Logistic loss with label smoothing p > 0 (Appendix B): the minimizer has
+    f(x_i) = y_i log(q / (1 - q)) with q = 1 - p/2, where l'' = q (1 - q) and l' = 0, so the
+    same bounds hold with 2 -> q (1 - q) and y_i -> y_i log(q / (1 - q)). Without smoothing the
+    logistic loss has no minimizer (the bound would be an infimum of 0), hence p > 0 is required.
     """
+    check_choice("loss", loss, LOSSES)
+    if loss == "logistic":
+        p = check_float("label_smoothing", label_smoothing, 0.0, 1.0, low_open=True)
+        q = 1 - p / 2
+        curvature, y = q * (1 - q), y * math.log(q / (1 - q))
+    else:
+        curvature = 2.0
     if arch in ("bias", "deep_bias", "nobias"):
         D = depth if arch == "deep_bias" else 2
         xa = x if arch == "nobias" else _with_one(x)
         r = xa.norm(dim=1)
-        return float((2 * D * r ** (2 / D) * y.abs() ** (2 - 2 / D)).mean())
+        return float((curvature * D * r ** (2 / D) * y.abs() ** (2 - 2 / D)).mean())
     if arch == "sln":
-        return float(2 * (y != 0).to(x.dtype).mean())
+        return float(curvature * (y != 0).to(x.dtype).mean())
     raise ValueError(f"no closed-form sharpness lower bound for arch {arch!r}; "
                      "valid: bias, deep_bias, nobias, sln.")
 

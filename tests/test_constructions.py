@@ -1,4 +1,6 @@
 """Theorem 4.1 / Props 4.1-4.2 / Theorem 5.1 / Props 5.1-5.2, checked on the full hypercube."""
+import math
+
 import pytest
 import torch
 
@@ -96,3 +98,19 @@ def test_memorizing_solution_on_circle_points_default_margin():
     # each neuron fires on its own point only
     act = torch.relu(model.preactivation(x)) > 0
     assert torch.equal(act, torch.eye(12, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_logistic_bound_is_attained_by_the_memorizer_at_the_smoothed_optimum(p):
+    """Appendix B: with label smoothing p the minimizer outputs y log(q/(1-q)), q = 1 - p/2;
+    the memorizer built for those outputs sits at the loss floor and attains the bound."""
+    data = make_parity_xor(10, 60, seed=1)
+    q = 1 - p / 2
+    model = memorizing_solution(data.x, data.y * math.log(q / (1 - q)))
+    trace = hessian_trace(model, data.x, data.y, "logistic", p)
+    bound = sharpness_lower_bound("bias", data.x, data.y, loss="logistic", label_smoothing=p)
+    assert trace == pytest.approx(bound, rel=1e-10)
+    assert bound == pytest.approx(q * (1 - q) / 2 * sharpness_lower_bound(
+        "bias", data.x, data.y * math.log(q / (1 - q))), rel=1e-12)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        sharpness_lower_bound("bias", data.x, data.y, loss="logistic")
