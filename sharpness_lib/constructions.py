@@ -169,3 +169,27 @@ def generalizing_solution_sln(d: int, width: int = 4, r: float = 1.0,
         model.b1.copy_(b1)
         model.W2.copy_(sign)
     return model
+
+
+def extreme_points(x: torch.Tensor) -> torch.Tensor:
+    """Boolean mask: which rows of ``x`` are not convex combinations of the other rows.
+
+    Theorem 4.1's memorizer needs one neuron that fires on x_i alone, i.e. a hyperplane
+    separating x_i from the other points: possible exactly when x_i is an extreme point of
+    the training set's convex hull. On the hypercube (equal norms) every point is extreme;
+    for other data (e.g. Figure 7's ball) this checks it with one linear program per point.
+    """
+    import numpy as np
+    from scipy.optimize import linprog
+
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"x must have shape (n, d) with n >= 2; got {tuple(x.shape)}.")
+    pts = x.detach().to(torch.float64).numpy()
+    mask = []
+    for i in range(len(pts)):
+        others = np.delete(pts, i, axis=0)
+        # feasible <=> x_i = sum_k w_k x_k with w >= 0, sum w = 1 (inside the others' hull)
+        lp = linprog(np.zeros(len(others)), A_eq=np.vstack([others.T, np.ones(len(others))]),
+                     b_eq=np.append(pts[i], 1.0), bounds=(0, None), method="highs")
+        mask.append(lp.status == 2)
+    return torch.tensor(mask)

@@ -153,6 +153,20 @@ def histories(results: list[TrainResult]) -> list[list[dict]]:
     return [r.history for r in results]
 
 
+def finals(results: list[TrainResult], key: str) -> list:
+    """The final value of ``key`` in each run."""
+    return [r.final[key] for r in results]
+
+
+def spread(values, fmt: str = ".3g") -> str:
+    """Several seeds' values as text, "mean (min–max)", for tables next to figures."""
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("spread needs at least one value.")
+    mean = sum(values) / len(values)
+    return f"{mean:{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
+
+
 def summary(results: list[TrainResult], key: str) -> tuple[float, float, float]:
     """(mean, min, max) over runs of the final value of ``key``."""
     vals = [r.final[key] for r in results]

@@ -114,3 +114,17 @@ def test_logistic_bound_is_attained_by_the_memorizer_at_the_smoothed_optimum(p):
         "bias", data.x, data.y * math.log(q / (1 - q))), rel=1e-12)
     with pytest.raises(ValueError, match="label_smoothing"):
         sharpness_lower_bound("bias", data.x, data.y, loss="logistic")
+
+
+def test_extreme_points_on_the_cube_the_ball_and_a_hull_with_an_inside_point():
+    from sharpness_lib import make_uniform_ball
+    from sharpness_lib.constructions import extreme_points
+
+    assert bool(extreme_points(make_parity_xor(6, 20, seed=0).x).all())
+    square = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5],
+                           [0.5, 0.0]])
+    assert extreme_points(square).tolist() == [True, True, True, True, False, False]
+    inside = torch.cat([make_uniform_ball(3, 30, seed=0).x, torch.zeros(1, 3)])
+    assert not bool(extreme_points(inside)[-1])       # the centre of a ball sample is inside
+    with pytest.raises(ValueError, match="shape"):
+        extreme_points(torch.zeros(3))

@@ -58,3 +58,11 @@ def test_switching_a_minibatch_preset_to_sam_drops_its_batch_size():
     assert values["batch_size"] == 10
     values["algorithm"] = "sam1"
     assert config_from_panel(values).batch_size == 1
+
+
+def test_spread_and_finals():
+    from sharpness_lib.experiments import spread
+
+    assert spread([0.1, 0.3, 0.2], ".2f") == "0.20 (0.10–0.30)"
+    with pytest.raises(ValueError):
+        spread([])
