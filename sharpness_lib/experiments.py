@@ -181,15 +181,17 @@ def _one_thread_run(config: dict) -> dict:
     return run_config(config)
 
 
-def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, seeds=(0, 1, 2),
-                    rho: float = 0.05, n_jobs: int = -1, backend: str = "loky",
-                    progress: bool = False):
+def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, options: dict | None = None,
+                    seeds=(0, 1, 2), rho: float = 0.05, n_jobs: int = -1,
+                    backend: str = "loky", progress: bool = False):
     """1-SAM over each base optimizer, and that optimizer alone (batch 1), per architecture.
 
     The student report's design (../seeds/003: SAM with SGD, heavy ball, Adam, Adagrad,
     AdaBound, AdaShift) on the paper's task. ``bases`` maps a label to a :class:`TrainConfig`
     (architecture, width, epochs, init, ``stop_loss`` ...); ``lrs`` maps an optimizer name to
-    its learning rate, or a (label, optimizer) pair to an override. Runs go through
+    its learning rate, or a (label, optimizer) pair to an override; ``options`` maps an
+    optimizer name to its ``optimizer_options`` (e.g. ``{"adabound": {"final_lr": 0.01}}``).
+    Runs go through
     :func:`sharpness_lib.sweep.run_sweep`; returns ``(rows, failed)``: one tidy row per run
     (label, arch, optimizer, method "1-SAM" / "alone", seed, the final metrics including
     ``min_sharpness`` where the library has it, and ``generalization_gap``), and the
@@ -210,7 +212,9 @@ def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, seeds=(0, 1, 2),
             for algo in ("sam1", "sgd"):
                 for seed in seeds:
                     c = cfg.replace(optimizer=opt, lr=lr, algo=algo, batch_size=None, phases=(),
-                                    rho=rho if algo == "sam1" else 0.0, seed=seed).validate()
+                                    rho=rho if algo == "sam1" else 0.0, seed=seed,
+                                    optimizer_options=(options or {}).get(
+                                        opt, cfg.optimizer_options)).validate()
                     points.append(c.to_dict())
                     labels.append(label)
     res = run_sweep({}, points, train_fn=_one_thread_run, n_jobs=n_jobs, backend=backend,
