@@ -12,7 +12,11 @@ steps/s of
              (aggregate steps/s),
 
 plus the ratio to the naive loop (1 thread) and the projected time of 1e5 epochs (1e7 steps).
-It also times GD epochs (Figure 1a/4a baselines) and the kernels' compile / cache-load time.
+For 2-MLP-Sim-BN the inputs are +-1 (P_xor), so the engine tabulates sign patterns
+(``_sbn_stats_pm``); a second line times its dense statistics (any inputs).  It also times
+1-SAM over other base optimizers (the engine's dense path vs SAM(torch optimizer), the
+reference path of ``train``), GD epochs (Figure 1a/4a baselines) and the kernels' compile /
+cache-load time.
 
     python benchmarks/bench_engine.py           # ~1-2 minutes
     python benchmarks/bench_engine.py --long    # 10x more steps per measurement
@@ -83,6 +87,25 @@ def naive_sam1(net, X, Y, steps, lr=LR, rho=RHO):
     return steps / (time.perf_counter() - t0)
 
 
+def torch_sam1_opt(net, X, Y, steps, optimizer, lr):
+    """1-SAM over a base optimizer as the reference path of ``train`` runs it: the SAM
+    optimizer of sharpness_lib over the registry's torch optimizer, one closure per step."""
+    from sharpness_lib.optimizers import make_optimizer
+    opt = make_optimizer(optimizer, net.parameters(), lr, sam_rho=RHO)
+    n = len(X)
+    t0 = time.perf_counter()
+    for it in range(steps):
+        i = it % n
+
+        def closure(i=i):
+            opt.zero_grad()
+            loss = (net(X[i]) - Y[i]) ** 2
+            loss.backward()
+            return loss
+        opt.step(closure)
+    return steps / (time.perf_counter() - t0)
+
+
 def naive_gd(net, X, Y, epochs, lr=LR, wd=0.05):
     opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=wd)
     t0 = time.perf_counter()
@@ -128,14 +151,14 @@ def make_params(arch, rng):
     return p
 
 
-def engine_rate(arch, X, Y, epochs, reps, rng, algo="sam1"):
+def engine_rate(arch, X, Y, epochs, reps, rng, algo="sam1", **kw):
     best = 0.0
     for _ in range(reps):
         p = make_params(arch, rng)
         orders = np.stack([rng.permutation(N) for _ in range(epochs)])
         t0 = time.perf_counter()
         st = engine.run_epochs(p, X, Y, orders, arch=arch, algo=algo, lr=LR, rho=RHO,
-                               wd=0.05 if algo == "gd" else 0.0, epochs=epochs)
+                               wd=0.05 if algo == "gd" else 0.0, epochs=epochs, **kw)
         dt = time.perf_counter() - t0
         assert st.finite, st
         best = max(best, epochs * (1 if algo == "gd" else N) / dt)
@@ -183,6 +206,9 @@ def main(argv=None):
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--reps", type=int, default=3, help="repetitions (best is kept)")
     ap.add_argument("--no-compile", action="store_true", help="skip the compile-time probe")
+    ap.add_argument("--optimizers", default="adam,momentum,adagrad,adabound,adashift",
+                    help="base optimizers of the dense-path table (first one for every arch, "
+                         "all for 'bias'); empty to skip")
     args = ap.parse_args(argv)
     mult = 10 if args.long else 1
     torch.set_default_dtype(torch.float64)
@@ -215,6 +241,14 @@ def main(argv=None):
         print(f"  measured {arch}", flush=True)
     torch.set_num_threads(1)
 
+    sbn_dense = None
+    if "sbn" in args.archs.split(","):
+        engine._NO_PM = True  # the dense statistics (what non +-1 inputs get)
+        try:
+            sbn_dense = engine_rate("sbn", X, Y, 3 * mult, args.reps, rng)
+        finally:
+            engine._NO_PM = False
+
     base = rows[0][1][1] if rows else 1.0
     hdr = (f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s} "
            f"{'8 runs 1t':>10s} {'8 runs 2t':>10s} {'2t/1t':>6s} {'1e5 ep (1 run)':>15s} "
@@ -227,6 +261,26 @@ def main(argv=None):
               f"{many[1]:10,.0f} {many[2]:10,.0f} {many[2] / many[1]:6.2f} {fmt_time(eng1):>15s} "
               f"{fmt_time(naive[1]):>13s}")
     del base
+    if sbn_dense is not None:
+        nv = rows[[r[0] for r in rows].index("sbn")][1][1]
+        print(f"{'sbn dense':9s} {'':9s} {'':9s} {sbn_dense:9,.0f} {sbn_dense / nv:7.1f}x   "
+              "(Sim-BN statistics without the +-1 tables)")
+
+    if args.optimizers:
+        opts = args.optimizers.split(",")
+        print("\n1-SAM over base optimizers (engine dense path vs SAM(torch optimizer)), "
+              "steps/s, 1 thread")
+        print(f"{'arch':9s} {'optimizer':9s} {'torch':>9s} {'engine':>9s} {'x torch':>8s}")
+        torch.set_num_threads(1)
+        for arch in args.archs.split(","):
+            for opt in (opts if arch == "bias" else opts[:1]):
+                lr = 1e-3
+                torch.manual_seed(0)
+                tr = max(torch_sam1_opt(Net(arch, Xt), Xt, Yt, (50 if arch == "sbn" else 200)
+                                        * mult, opt, lr) for _ in range(args.reps))
+                er = engine_rate(arch, X, Y, (1 if arch == "sbn" else 5) * mult, args.reps, rng,
+                                 optimizer=opt)
+                print(f"{arch:9s} {opt:9s} {tr:9,.0f} {er:9,.0f} {er / tr:7.1f}x", flush=True)
 
     if "bias" in args.archs.split(","):
         p = make_params("bias", rng)

@@ -185,6 +185,10 @@ class TrainConfig:
         c = self.validate()
         out = {"arch": ARCH_NAMES[c.arch], "width": c.width,
                "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[c.algo]}
+        if c.optimizer != "sgd":   # e.g. "Adam" alone, "1-SAM over Adam"
+            base = optimizers.get_spec(c.optimizer).label
+            out["algo"] = {"gd": f"{base}, full batch", "sgd": base, "sam1": f"1-SAM over {base}",
+                           "msam": f"m-SAM over {base}"}[c.algo]
         if c.algo in ("sgd", "msam"):
             out["batch_size"] = c.batch_size
         if c.phases:
@@ -199,7 +203,7 @@ class TrainConfig:
         out["init_scale"] = c.init_scale
         extras = {"first_layer_scale": (c.first_layer_scale, 1.0),
                   "project_norm": (c.project_norm, None),
-                  "loss": (c.loss, "mse"), "optimizer": (c.optimizer, "sgd"),
+                  "loss": (c.loss, "mse"),
                   "stop_loss": (c.stop_loss, None),
                   "optimizer_options": (c.optimizer_options, {})}
         if c.arch == "sbn":
@@ -227,6 +231,8 @@ class TrainConfig:
                                                                   self.algo in ("sam1", "msam") else "")
                                for p in self.schedule())
         algo = {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": f"{self.batch_size}-SAM"}[self.algo]
+        if self.optimizer != "sgd":
+            algo = self.summary()["algo"]
         wd = f", wd {self.wd:g}" if self.wd else ""
         extra = "".join(f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
                         for k, v in self.summary().items()
@@ -343,6 +349,11 @@ class _EngineRunner:
         self.Y = np.ascontiguousarray(data.y.numpy())
         self.chunk_epochs = 1
         self._target_seconds = 0.1
+        # base-optimizer state (moments, step count) of the engine's dense path, kept across
+        # calls; AdaBound's bounds are relative to the first phase's lr, as in the reference
+        self.opt_state = engine.new_opt_state(
+            self.params, arch=cfg.arch, optimizer=cfg.optimizer,
+            options=cfg.optimizer_options, base_lr=cfg.schedule()[0].lr)
 
     def run(self, orders: np.ndarray, phase: Phase) -> bool:
         cfg = self.cfg
@@ -350,7 +361,9 @@ class _EngineRunner:
         status = self.engine.run_epochs(
             self.params, self.X, self.Y, orders, arch=cfg.arch, algo=cfg.algo, lr=phase.lr,
             rho=phase.rho, wd=cfg.wd, batch_size=cfg.batch_size, eps=cfg.eps,
-            project_norm=cfg.project_norm)
+            project_norm=cfg.project_norm, loss=cfg.loss, label_smoothing=cfg.label_smoothing,
+            optimizer=cfg.optimizer, optimizer_options=cfg.optimizer_options,
+            opt_state=self.opt_state)
         per_epoch = (time.perf_counter() - t0) / max(1, len(orders))
         # chunks of ~0.1 s keep Stop responsive while amortizing the call overhead
         self.chunk_epochs = int(min(10_000, max(1, self._target_seconds / max(per_epoch, 1e-9))))
@@ -363,7 +376,7 @@ def engine_supports(cfg: TrainConfig) -> bool:
         from . import engine
     except ImportError:
         return False
-    return engine.supports(cfg.arch, cfg.algo, cfg.loss, cfg.optimizer)
+    return engine.supports(cfg.arch, cfg.algo, cfg.loss, cfg.optimizer, cfg.optimizer_options)
 
 
 @dataclass
@@ -510,6 +523,13 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
             break
     if status == "completed" and not math.isfinite(history[-1]["train_loss"]):
         status, message = "diverged", "the final loss is NaN or infinite."
+    if status == "completed":
+        with torch.no_grad():
+            out = float(model(data.x).abs().max())
+        if out < 1e-3:   # flat (trace ~ 0) but fits nothing: say so instead of "completed"
+            message = (message + " " if message else "") + (
+                f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
+                "training set): flat, but it fits nothing; try a smaller rho or lr.")
     if not every_point_ms and math.isfinite(history[-1]["train_loss"]):
         history[-1]["min_sharpness"] = minimum_sharpness_of(model, data, cfg)
     if bar is not None:

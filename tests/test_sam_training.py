@@ -184,3 +184,11 @@ def test_optimizer_options_reach_the_base_optimizer_and_are_checked():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="not a hyperparameter of optimizer 'adam'"):
         TrainConfig(optimizer="adam", optimizer_options={"final_lr": 0.01}).validate()
+
+
+def test_a_collapse_to_the_zero_function_is_reported():
+    cfg = TrainConfig(arch="nobias", d=8, n=20, width=8, algo="gd", lr=0.1, wd=0.0, epochs=1,
+                      log_every=1, init_scale=1e-6)
+    res = train(cfg)
+    assert res.status == "completed" and "zero function" in res.message
+    assert "zero function" not in train(cfg.replace(init_scale=1.0)).message
