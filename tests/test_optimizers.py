@@ -317,7 +317,8 @@ def test_training_with_new_base_optimizers(name):
     assert [h["epoch"] for h in r.history] == [0, 2, 4, 6]
     assert all(math.isfinite(h["train_loss"]) for h in r.history)
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
-    assert name in cfg.describe()
+    label = BASE_OPTIMIZERS[name].label
+    assert f"1-SAM over {label}" in cfg.describe() and cfg.summary()["algo"] == f"1-SAM over {label}"
 
 
 @pytest.mark.parametrize("name", ["adabound", "adashift", "momentum"])
