@@ -74,3 +74,14 @@ def test_invalid_arguments_one_line_no_traceback(args, needle):
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_train_on_the_ball_with_a_base_optimizer_and_stop_loss():
+    r = run("train", "--dataset", "ball", "--d", "10", "--n", "30", "--width", "16",
+            "--arch", "nobias", "--optimizer", "adam", "--epochs", "40", "--log-every", "5",
+            "--stop-loss", "0.05", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["config"]["dataset"] == "ball" and out["config"]["optimizer"] == "adam"
+    assert "test_mse" in out and "min_sharpness" in out
+    assert out["train_loss"] <= 0.05 and out["epoch"] < 40 and "stop_loss" in out["message"]
