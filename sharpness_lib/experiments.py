@@ -219,10 +219,9 @@ def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, options: dict | 
                     labels.append(label)
     res = run_sweep({}, points, train_fn=_one_thread_run, n_jobs=n_jobs, backend=backend,
                     progress=progress)
-    label_of = {i: lab for i, lab in enumerate(labels)}
     rows = []
     for r in sorted(res.finished, key=lambda r: r["config_id"]):
-        rows.append({"label": label_of[r["config_id"]], "arch": r["arch"],
+        rows.append({"label": labels[r["config_id"]], "arch": r["arch"],
                      "optimizer": r["optimizer"],
                      "method": "1-SAM" if r["algo"] == "sam1" else "alone", "seed": r["seed"],
                      "lr": r["lr"], "epoch": r["epoch"], "status": r["status"],

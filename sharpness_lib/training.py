@@ -413,17 +413,19 @@ def _loss_is_finite(model, data: ParityXor, cfg: TrainConfig) -> bool:
                                              cfg.label_smoothing)))
 
 
-def minimum_sharpness_of(model, data: ParityXor, cfg: TrainConfig) -> float:
-    """Per-neuron minimum sharpness (Ibayashi et al. 2021) of the current point.
+def sharpness_measures(model, data: ParityXor, cfg: TrainConfig) -> tuple[float, float]:
+    """(exact Tr nabla^2 L, per-neuron minimum sharpness) at the current point, the trace
+    computed once (``minimum_sharpness`` evaluates it anyway).
 
     Softplus nets have no function-preserving rescaling (softplus is not positively
     homogeneous), so the minimum over their trivial group is the trace itself. Sim-LN has
     only the layer-wise symmetry, which :func:`minimum_sharpness` then uses.
     """
     if cfg.arch == "softplus":
-        return hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
-    return minimum_sharpness(model, data.x, data.y, "neuron", cfg.loss,
-                             cfg.label_smoothing).value
+        trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
+        return trace, trace
+    ms = minimum_sharpness(model, data.x, data.y, "neuron", cfg.loss, cfg.label_smoothing)
+    return ms.trace, ms.value
 
 
 def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
@@ -439,11 +441,14 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
     if cfg.dataset != "xor":  # real-valued labels: the test squared error too
         tm = testset.mse(model)
         extra = {"test_mse": tm.value, "test_mse_se": tm.stderr}
-    trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing) \
-        if math.isfinite(loss) else float("nan")
-    if min_sharpness:
-        extra["min_sharpness"] = minimum_sharpness_of(model, data, cfg) \
-            if math.isfinite(loss) else float("nan")
+    if not math.isfinite(loss):
+        trace = float("nan")
+        if min_sharpness:
+            extra["min_sharpness"] = float("nan")
+    elif min_sharpness:
+        trace, extra["min_sharpness"] = sharpness_measures(model, data, cfg)
+    else:
+        trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
     return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
             "test_error_se": te.stderr, "hessian_trace": trace, **extra}
 
@@ -531,7 +536,7 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                 f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
                 "training set): flat, but it fits nothing; try a smaller rho or lr.")
     if not every_point_ms and math.isfinite(history[-1]["train_loss"]):
-        history[-1]["min_sharpness"] = minimum_sharpness_of(model, data, cfg)
+        history[-1]["min_sharpness"] = sharpness_measures(model, data, cfg)[1]
     if bar is not None:
         bar.close()
     return TrainResult(cfg, history, model, data, status, message, runner.name,
