@@ -193,3 +193,27 @@ def extreme_points(x: torch.Tensor) -> torch.Tensor:
                      b_eq=np.append(pts[i], 1.0), bounds=(0, None), method="highs")
         mask.append(lp.status == 2)
     return torch.tensor(mask)
+
+
+def interpolate_output_layer(model: torch.nn.Module, x: torch.Tensor,
+                             y: torch.Tensor) -> torch.nn.Module:
+    """Set ``W2`` (in place) to the min-norm least-squares solution of f(x_i) = y_i.
+
+    Every two-layer model of the library is linear in its output layer, so this is one
+    linear solve on the features d f(x_i) / d W2; with at least n linearly independent
+    features the model then interpolates (Lemma 4.1 holds with equality). Returns ``model``.
+    """
+    if not isinstance(getattr(model, "W2", None), torch.Tensor) or model.W2.ndim != 1:
+        raise ValueError("interpolate_output_layer needs a two-layer model with an output "
+                         f"vector W2; got {type(model).__name__}.")
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}.")
+
+    def f_of_w2(w2):
+        return torch.func.functional_call(model, {"W2": w2}, (x,))
+
+    features = torch.func.jacrev(f_of_w2)(model.W2.detach())            # (n, m)
+    solution = torch.linalg.lstsq(features, y[:, None].to(features.dtype), driver="gelsd")
+    with torch.no_grad():
+        model.W2.copy_(solution.solution[:, 0])
+    return model

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import ARCHS, check_choice, check_float, check_int
+from ._validation import ARCH_NAMES, ARCHS, check_choice, check_float, check_int
 
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus default: identity above it
 
@@ -305,3 +305,28 @@ def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float =
 def numpy_params(model: nn.Module) -> dict[str, "numpy.ndarray"]:  # noqa: F821
     """Views (no copy) of the parameters as numpy arrays, keyed by the paper's names."""
     return {name: p.detach().numpy() for name, p in model.named_parameters()}
+
+
+def arch_label(arch: str) -> str:
+    """The paper's name of a library architecture key, e.g. 'bias' -> '2-MLP-Bias'.
+
+    The one table of names is ``_validation.ARCH_NAMES`` (shared with the CLI and the
+    error messages), so chapters, captions and panels spell architectures alike.
+    """
+    return ARCH_NAMES[check_choice("arch", arch, ARCHS)]
+
+
+def top_neurons(model: nn.Module, k: int = 4) -> torch.Tensor:
+    """Indices of the k largest hidden neurons, largest first (Figure 2b's ranking).
+
+    A neuron's size is |a_j W2_j| ||W1_j|| with a_j = gamma_j for 2-MLP-Sim-BN (its
+    effective output weight; the normalization removes the scale of W1_j) and a_j = 1 for
+    the other two-layer models.
+    """
+    if not isinstance(getattr(model, "W1", None), torch.Tensor) or model.W2.ndim != 1:
+        raise ValueError(f"top_neurons needs a two-layer model; got {type(model).__name__}.")
+    k = check_int("k", k, 1, model.W1.shape[0])
+    with torch.no_grad():
+        out = model.W2 * model.gamma if getattr(model, "arch", "") == "sbn" else model.W2
+        score = out.abs() * model.W1.norm(dim=1)
+    return torch.argsort(score, descending=True)[:k]

@@ -329,3 +329,25 @@ def hessian_trace_hutchinson(model: nn.Module, x, y, num_samples: int = 100, see
     t = torch.tensor(vals, dtype=torch.float64)
     mean, se = float(t.mean()), float(t.std(unbiased=True) / math.sqrt(num_samples))
     return TraceEstimate(mean, se, mean - 1.96 * se, mean + 1.96 * se, num_samples)
+
+
+def lemma31_trace_bound(model: nn.Module, x: torch.Tensor) -> float:
+    """The a^2 + b^2 >= 2ab lower bound on Tr nabla^2 L behind Lemma 3.1 (squared loss).
+
+    For a 2-layer ReLU net, (4/n) sum_j |W2_j| sum_i ||x'_i|| relu(W1_j x_i + b1_j), with
+    x' = (x, 1) for 2-MLP-Bias and x' = x for 2-MLP-No-Bias; on the hypercube without bias
+    this is the Scenario I chapter's 4 sqrt(d) sum_j |W2_j| mean_i relu(W1_j x_i). It holds
+    at every parameter (not only at interpolation), for the trace and for the minimum
+    sharpness (see :func:`sharpness_lib.min_sharpness.path_norm`).
+    """
+    arch = getattr(model, "arch", None)
+    if arch not in ("nobias", "bias"):
+        raise ValueError(f"lemma31_trace_bound needs a 2-layer ReLU net (arch nobias or bias); "
+                         f"got {arch or type(model).__name__!r}.")
+    if x.ndim != 2 or x.shape[1] != model.W1.shape[1]:
+        raise ValueError(f"x must have shape (n, {model.W1.shape[1]}); got {tuple(x.shape)}.")
+    with torch.no_grad():
+        pre = x @ model.W1.T + (0 if model.b1 is None else model.b1)
+        xa = x if model.b1 is None else _with_one(x)
+        weighted = (xa.norm(dim=1)[:, None] * torch.relu(pre)).mean(0)     # (m,)
+        return float(4 * (model.W2.abs() * weighted).sum())
