@@ -32,16 +32,23 @@ import torch
 
 from ._validation import (ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES, check_choice, check_float,
                           check_int, check_n)
-from .data import DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set
+from .data import (DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set,
+                   sample_hypercube)
 from .losses import mean_loss
 from . import optimizers
 from .models import TwoLayerNet, make_model, numpy_params
 from .sam import SAM
+from .memorization import ARCHS as MEMORIZATION_ARCHS, activation_stats
 from .min_sharpness import minimum_sharpness
 from .sharpness import hessian_trace
 
 BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)   # names; specs in optimizers.py
 ENGINES = ("auto", "reference", "numba")
+LOG_SPACINGS = ("linear", "log")
+# "log" spacing adds epochs round(10^(k/10)): 10 points a decade, so a 6e5-epoch run's first
+# hundred epochs are as visible on a log axis as its last hundred thousand
+LOG_POINTS_PER_DECADE = 10
+FRESH_POINTS = 2000  # fresh test points for the memorization diagnostics
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,11 @@ class TrainConfig:
     # final_lr, heavy ball's momentum); defaults in sharpness_lib.optimizers.BASE_OPTIMIZERS
     optimizer_options: dict = field(default_factory=dict)
     dataset: str = "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
+    # log points: every log_every epochs ("linear"), plus a geometric grid ("log") for
+    # long runs drawn on a log-epoch axis (stored paper-scale results)
+    log_spacing: str = "linear"
+    # also log the activation statistics of sharpness_lib.memorization (ReLU 2-layer nets)
+    memorization: bool = False
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -125,6 +137,13 @@ class TrainConfig:
         check_choice("loss", c.loss, LOSSES)
         check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
         check_choice("dataset", c.dataset, DATASETS)
+        check_choice("log_spacing", c.log_spacing, LOG_SPACINGS)
+        if not isinstance(c.memorization, bool):
+            raise ValueError(f"memorization must be True or False; got {c.memorization!r}.")
+        if c.memorization and (c.arch not in MEMORIZATION_ARCHS or c.dataset != "xor"):
+            raise ValueError("memorization diagnostics cover archs "
+                             f"{', '.join(MEMORIZATION_ARCHS)} on the xor data; got arch "
+                             f"{c.arch!r} with dataset {c.dataset!r}.")
         c.d = check_int("d", c.d, 2)
         c.n = check_n(c.n, c.d) if c.dataset == "xor" else check_int("n", c.n, 1)
         c.width = check_int("width", c.width, 1)
@@ -175,6 +194,17 @@ class TrainConfig:
 
     def schedule(self) -> list[Phase]:
         return list(self.phases) if self.phases else [Phase(self.epochs, self.lr, self.rho)]
+
+    def next_log_epoch(self, epoch: int) -> int:
+        """The first log point after ``epoch`` (phase ends are log points too, see train).
+
+        Depends only on ``epoch``, ``log_every`` and ``log_spacing``, not on the total
+        length, so a run stopped early logs a prefix of the full run's history.
+        """
+        nxt = (epoch // self.log_every + 1) * self.log_every
+        if self.log_spacing == "log":
+            nxt = min(nxt, _geometric_epoch(epoch))
+        return nxt
 
     def summary(self) -> dict:
         """The settings that matter for this run, in reading order (for captions).
@@ -240,6 +270,20 @@ class TrainConfig:
                                  "loss", "label_smoothing", "optimizer", "dataset"))
         return (f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
                 f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}")
+
+
+def _geometric_epoch(epoch: int) -> int:
+    """The smallest round(10^(k / LOG_POINTS_PER_DECADE)) larger than ``epoch``."""
+    k = max(0, int(math.floor(LOG_POINTS_PER_DECADE * math.log10(max(epoch, 1)))) - 1)
+    while round(10 ** (k / LOG_POINTS_PER_DECADE)) <= epoch:
+        k += 1
+    return round(10 ** (k / LOG_POINTS_PER_DECADE))
+
+
+def fresh_points(cfg: TrainConfig) -> torch.Tensor:
+    """The FRESH_POINTS hypercube points of the memorization diagnostics (own seed stream)."""
+    rng = np.random.default_rng([cfg.seed, 0xF2E5])
+    return torch.as_tensor(sample_hypercube(FRESH_POINTS, cfg.d, rng), dtype=torch.float64)
 
 
 class EpochOrders:
@@ -429,9 +473,10 @@ def sharpness_measures(model, data: ParityXor, cfg: TrainConfig) -> tuple[float,
 
 
 def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
-            min_sharpness: bool = True) -> dict:
-    """Train loss, train/test zero-one error, the exact Tr nabla^2 L and (if asked) the
-    minimum sharpness at the current point."""
+            min_sharpness: bool = True, x_fresh: torch.Tensor | None = None) -> dict:
+    """Train loss, train/test zero-one error, the exact Tr nabla^2 L, (if asked) the
+    minimum sharpness, and with ``x_fresh`` the memorization diagnostics at the current
+    point."""
     with torch.no_grad():
         f = model(data.x)
         loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
@@ -449,17 +494,21 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
         trace, extra["min_sharpness"] = sharpness_measures(model, data, cfg)
     else:
         trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
+    if x_fresh is not None:
+        extra.update(activation_stats(model, data.x, x_fresh))
     return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
             "test_error_se": te.stderr, "hessian_trace": trace, **extra}
 
 
 def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine: str = "auto",
-          progress: bool = False) -> TrainResult:
+          progress: bool = False, until: int | None = None) -> TrainResult:
     """Run one configuration; see the module docstring for the engines and the statuses.
 
     ``callback(record)`` is called at every log point (epoch 0 included) with the new
     history record; ``should_stop()`` is polled between chunks. ``progress=True`` shows
-    a tqdm bar with the remaining-time estimate.
+    a tqdm bar with the remaining-time estimate. ``until=E`` stops at epoch E (status
+    "stopped"), with a history equal to the full run's up to E (used to re-check stored
+    paper-scale results against the code).
     """
     cfg = (TrainConfig.from_dict(config) if isinstance(config, dict) else config).validate()
     check_choice("engine", engine, ENGINES)
@@ -468,6 +517,8 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                          f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
                          "use engine 'auto' or 'reference'.")
     use_engine = engine == "numba" or (engine == "auto" and engine_supports(cfg))
+    if until is not None:
+        until = check_int("until", until, 1, cfg.epochs)
     data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
     model = build_model(cfg, data)
     testset = make_test_set(cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples)
@@ -480,7 +531,7 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
         bar = tqdm(total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False)
 
     def log(epoch: int, phase_index: int, phase: Phase) -> None:
-        rec = {"epoch": epoch, **measure(model, data, testset, cfg, every_point_ms),
+        rec = {"epoch": epoch, **measure(model, data, testset, cfg, every_point_ms, x_fresh),
                "phase": phase_index,
                "lr": phase.lr, "rho": phase.rho}
         history.append(rec)
@@ -489,6 +540,7 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
 
     # the deep nets' per-neuron minimum needs a Newton solve (~0.4 s at width 128): final only
     every_point_ms = cfg.arch != "deep_bias"
+    x_fresh = fresh_points(cfg) if cfg.memorization else None
     t_start = time.perf_counter()
     schedule = cfg.schedule()
     log(0, 0, schedule[0])
@@ -496,7 +548,9 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
     for pi, phase in enumerate(schedule):
         end = epoch + phase.epochs
         while epoch < end and status == "completed":
-            next_log = min(end, (epoch // cfg.log_every + 1) * cfg.log_every)
+            next_log = min(end, cfg.next_log_epoch(epoch))
+            if until is not None:
+                next_log = min(next_log, until)
             k = min(next_log - epoch, runner.chunk_epochs)
             snapshot = [p.detach().clone() for p in model.parameters()]
             finite = runner.run(orders.take(k), phase) and _loss_is_finite(model, data, cfg)
@@ -520,7 +574,9 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                     message = (f"reached training loss {history[-1]['train_loss']:.3g} <= "
                                f"stop_loss {cfg.stop_loss:g} at epoch {epoch}.")
                     break
-            if should_stop is not None and should_stop():
+            if until is not None and epoch >= until:
+                status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs} (until)."
+            elif should_stop is not None and should_stop():
                 if history[-1]["epoch"] != epoch:
                     log(epoch, pi, phase)
                 status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs}."
