@@ -17,7 +17,8 @@ Not Only Minimize Sharpness To Achieve Better Generalization", checked numerical
 """
 
 from .constructions import (eq5_radius, generalizing_solution, generalizing_solution_sln,
-                            memorizing_solution, memorizing_solution_sln)
+                            interpolate_output_layer, memorizing_solution,
+                            memorizing_solution_sln)
 from .data import (BallTestSet, ParityXor, TestError, TestSet, TrainingSet, hypercube,
                    make_dataset, make_parity_xor, make_test_set, make_uniform_ball, test_error)
 from .losses import mean_loss, per_sample_loss
@@ -29,7 +30,8 @@ from .optimizers import BASE_OPTIMIZERS, make_optimizer
 from .presets import PRESETS, Preset, get_preset
 from .sam import SAM
 from .sharpness import (hessian_trace, hessian_trace_autograd, hessian_trace_hutchinson,
-                        jacobian_terms, lemma41_trace, sharpness_lower_bound)
+                        jacobian_terms, lemma31_trace_bound, lemma41_trace,
+                        sharpness_lower_bound)
 from .training import Phase, TrainConfig, TrainResult, run_config, train
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "hessian_trace_hutchinson", "jacobian_terms", "lemma41_trace", "sharpness_lower_bound",
     "Phase", "TrainConfig", "TrainResult", "run_config", "train", "kendall_tau",
     "sharpness_correlation", "BASE_OPTIMIZERS", "make_optimizer", "MinSharpness",
-    "minimum_sharpness", "path_norm", "rescale",
+    "minimum_sharpness", "path_norm", "rescale", "interpolate_output_layer",
+    "lemma31_trace_bound",
 ]
 __version__ = "0.1.0"
