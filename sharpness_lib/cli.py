@@ -59,6 +59,16 @@ def _parser() -> _Parser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--depth", type=int, default=2)
     c.add_argument("--json", action="store_true")
+    r = sub.add_parser("reproduce", help="run the paper's schedules and store them under results/")
+    r.add_argument("--study", nargs="+", default=None, metavar="STUDY",
+                   help="paper, figure4 and/or phase (default: all)")
+    r.add_argument("--preset", nargs="+", default=None, metavar="NAME",
+                   help="only these paper presets (e.g. fig4b)")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--jobs", type=int, default=2, help="local worker processes")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the Dask cluster at ADDRESS instead (tcp://host:8786)")
+    r.add_argument("--results", default=None, metavar="DIR", help="default: results/")
     return p
 
 
@@ -161,11 +171,31 @@ def _cmd_constructions(args) -> int:
     return 0
 
 
+def _cmd_reproduce(args) -> int:
+    from . import reproduce
+
+    check_int("jobs", args.jobs, 1, 256)
+    for seed in args.seeds:
+        check_int("seed", seed, 0, 2**32 - 1)
+    studies = tuple(args.study or (("paper",) if args.preset else reproduce.STUDIES))
+    command = "python -m sharpness_lib reproduce " + " ".join(sys.argv[2:] if args.argv is None
+                                                              else args.argv)
+    summary = reproduce.reproduce(studies, args.preset, tuple(args.seeds), jobs=args.jobs,
+                                  scheduler=args.scheduler,
+                                  root=args.results or reproduce.DEFAULT_ROOT,
+                                  command=command.strip())
+    if summary.get("interrupted"):
+        return 130
+    return 1 if summary["failed"] else 0
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)[1:]
     try:
         return {"train": _cmd_train, "presets": _cmd_presets,
-                "constructions": _cmd_constructions}[args.command](args)
+                "constructions": _cmd_constructions,
+                "reproduce": _cmd_reproduce}[args.command](args)
     except ValueError as exc:
         print(f"python -m sharpness_lib {args.command}: error: {exc}", file=sys.stderr)
         return 2
