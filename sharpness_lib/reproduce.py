@@ -259,9 +259,16 @@ def reproduce(studies=STUDIES, presets=None, seeds=SEEDS, jobs: int = 2,
               command: str = "", out=sys.stderr) -> dict:
     """Run the plan's unfinished jobs (local processes, or a Dask cluster at ``scheduler``),
     printing a progress line per finished run: done, running, estimated time left."""
+    return run_plan(plan(studies, presets, seeds), jobs=jobs, scheduler=scheduler, root=root,
+                    command=command, out=out)
+
+
+def run_plan(todo_all: list[Job], jobs: int = 2, scheduler: str | None = None,
+             root: str | os.PathLike = DEFAULT_ROOT, command: str = "",
+             out=sys.stderr) -> dict:
+    """Run the jobs of ``todo_all`` whose files are missing or stale (see :func:`is_done`)."""
     from .sweep import run_sweep
 
-    todo_all = plan(studies, presets, seeds)
     todo = [j for j in todo_all if not is_done(j, root)]
     skipped = len(todo_all) - len(todo)
     print(f"reproduce: {len(todo_all)} runs planned, {skipped} already stored under {root}, "
@@ -276,8 +283,7 @@ def reproduce(studies=STUDIES, presets=None, seeds=SEEDS, jobs: int = 2,
 
     def on_result(row):
         state["done"] += 1
-        state["cost"] += costs[row["job"]["study"] + "/" + row["job"]["name"] + "/seed"
-                              + str(row["job"]["seed"]) + ".json"]
+        state["cost"] += costs[Job(**row["job"]).relpath]
         elapsed = time.time() - state["t0"]
         left = elapsed / state["cost"] * (total - state["cost"]) if state["cost"] else 0.0
         running = min(workers or len(todo), len(todo) - state["done"])

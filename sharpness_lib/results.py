@@ -1,0 +1,261 @@
+"""Stored paper-scale results (``results/``): read, re-check against the code, summarize, draw.
+
+The files are written by :mod:`sharpness_lib.reproduce` (``make reproduce``), one per run.
+Three checks keep them honest (:func:`verify`, run over every file by ``make test``):
+
+* the file's SHA-256 ``digest`` matches its content (a hand edit shows);
+* its config is the one the current plan would run (a preset changed since shows, with the
+  command that refreshes it);
+* :func:`prefix_check`: re-running the config's first epochs reproduces the stored history's
+  first log points to ``RTOL`` (the engine is deterministic).
+
+The chapters read these files (no paper-scale run happens at build time) through
+:func:`load`, :func:`paper_figure`, :func:`phase_summary` and :func:`phase_heatmaps`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from . import reproduce
+from .reproduce import DEFAULT_ROOT, digest
+
+RTOL = 1e-9
+ATOL = 1e-12          # values that are 0 up to rounding (a train error of 0, ...)
+PREFIX_EPOCHS = 3     # the prefix re-run: epochs 0-3 (four log points)
+MEMORIZE_THRESHOLD = 0.05
+REFRESH = "make reproduce STUDY={study}" + " PRESET={name}"
+
+
+# ---------------------------------------------------------------------------- reading
+def path_of(study: str, name: str, seed: int, root=DEFAULT_ROOT) -> Path:
+    return Path(root) / study / name / f"seed{seed}.json"
+
+
+def read(path) -> dict:
+    """One stored run (the JSON object written by :func:`reproduce.run_job`)."""
+    return json.loads(Path(path).read_text())
+
+
+def load(study: str, name: str, root=DEFAULT_ROOT) -> list[dict]:
+    """Every stored seed of one run, by seed; an empty list when none is stored."""
+    folder = Path(root) / study / name
+    return sorted((read(p) for p in folder.glob("seed*.json")), key=lambda r: r["seed"])
+
+
+def all_paths(root=DEFAULT_ROOT) -> list[Path]:
+    return sorted(Path(root).glob("*/*/seed*.json"))
+
+
+def rows(record: dict) -> list[dict]:
+    """A stored (columnar) history as a list of records, as :func:`training.train` logs."""
+    cols = record["history"]
+    n = len(cols["epoch"])
+    return [{k: v[i] for k, v in cols.items()} for i in range(n)]
+
+
+def final_values(records: list[dict], key: str) -> list[float]:
+    return [r["final"][key] for r in records if r["final"].get(key) is not None]
+
+
+def value_at(record: dict, key: str, epoch: int) -> float:
+    """The stored value of ``key`` at the last log point <= ``epoch``."""
+    cols = record["history"]
+    i = int(np.searchsorted(np.asarray(cols["epoch"]), epoch, side="right")) - 1
+    if i < 0:
+        raise ValueError(f"no log point at or before epoch {epoch}.")
+    return cols[key][i]
+
+
+# ---------------------------------------------------------------------------- checks
+def verify(record: dict, path) -> list[str]:
+    """Problems of one stored file, each one sentence (empty when it is sound)."""
+    problems = []
+    if record.get("format") != reproduce.FORMAT:
+        problems.append(f"{path}: format {record.get('format')!r} is not "
+                        f"{reproduce.FORMAT}; regenerate it with `make reproduce`.")
+        return problems
+    if record.get("digest") != digest(record):
+        problems.append(f"{path}: its content does not match its digest (edited by hand?); "
+                        f"restore it from git or regenerate it with "
+                        f"`{REFRESH.format(**record)}`.")
+    try:
+        job = reproduce.expected_job(record["study"], record["name"], record["seed"])
+    except ValueError as exc:
+        problems.append(f"{path}: {exc}")
+        return problems
+    if job.config != record["config"]:
+        diff = sorted(k for k in set(job.config) | set(record["config"])
+                      if job.config.get(k) != record["config"].get(k))
+        what = record["preset"] and f"preset {record['preset']!r}" or \
+            f"the {record['study']} study's run {record['name']!r}"
+        problems.append(
+            f"{path}: the stored config no longer matches {what} (differs in "
+            f"{', '.join(diff)}); refresh it with `{REFRESH.format(**record)}`.")
+    if job.cap != record["cap"]:
+        problems.append(f"{path}: the stored cap reason differs from the current plan's; "
+                        f"refresh it with `{REFRESH.format(**record)}`.")
+    return problems
+
+
+def prefix_check(record: dict, until: int = PREFIX_EPOCHS) -> tuple[float, str]:
+    """Re-run the stored config to epoch ``until`` and compare every logged number.
+
+    Returns (largest relative difference, the metric and epoch where it occurs). A log
+    point stored as null (NaN) must be NaN again.
+    """
+    from .training import train
+
+    result = train(record["config"], until=until)
+    stored = rows(record)
+    worst, where = 0.0, ""
+    if len(result.history) > len(stored):
+        return math.inf, f"{len(result.history)} log points re-run, {len(stored)} stored"
+    for new, old in zip(result.history, stored):
+        for key, value in new.items():
+            ref = old.get(key)
+            if isinstance(value, float) and not math.isfinite(value):
+                ok = ref is None
+                err = 0.0 if ok else math.inf
+            elif ref is None:
+                err = math.inf
+            else:
+                gap = abs(float(value) - float(ref))
+                err = 0.0 if gap <= ATOL else gap / max(abs(float(value)), abs(float(ref)))
+            if err > worst:
+                worst, where = err, f"{key} at epoch {new['epoch']}"
+    return worst, where
+
+
+# ---------------------------------------------------------------------------- summaries
+def time_to_memorize(record: dict, threshold: float = MEMORIZE_THRESHOLD):
+    """(first epoch with test error <= threshold, first later epoch above it), None where
+    it never happens: when 1-SAM stopped generalizing."""
+    ep, te = record["history"]["epoch"], record["history"]["test_error"]
+    gen = next((e for e, t in zip(ep, te) if t is not None and t <= threshold), None)
+    if gen is None:
+        return None, None
+    mem = next((e for e, t in zip(ep, te) if e > gen and (t is None or t > threshold)), None)
+    return gen, mem
+
+
+def outcome(record: dict, threshold: float = MEMORIZE_THRESHOLD) -> str:
+    """One of: "diverged", "collapsed", "never generalizes", "generalizes, then memorizes",
+    "generalizes"."""
+    if record["status"] == "diverged":
+        return "diverged"
+    if "collapsed" in record["message"]:
+        return "collapsed"
+    gen, mem = time_to_memorize(record, threshold)
+    if gen is None:
+        return "never generalizes"
+    return "generalizes, then memorizes" if mem is not None else "generalizes"
+
+
+def phase_summary(root=DEFAULT_ROOT) -> list[dict]:
+    """One row per (init scale, rho) cell of the phase diagram: mean final test error,
+    median time to memorize over the seeds that memorized, and the seeds' outcomes."""
+    out = []
+    for init in reproduce.PHASE_INIT_SCALES:
+        for rho in reproduce.PHASE_RHOS:
+            recs = load("phase", reproduce.phase_cell(init, rho), root)
+            if not recs:
+                continue
+            mems = [time_to_memorize(r)[1] for r in recs]
+            mems = [m for m in mems if m is not None]
+            errs = [r["final"]["test_error"] for r in recs if r["status"] == "completed"]
+            counts = Counter(outcome(r) for r in recs)
+            out.append({
+                "init_scale": init, "rho": rho, "seeds": len(recs),
+                "final_test_error": float(np.mean(errs)) if errs else None,
+                "final_trace": float(np.mean([r["final"]["hessian_trace"] for r in recs
+                                              if r["status"] == "completed"] or [np.nan])),
+                "memorized": len(mems),
+                "time_to_memorize": float(np.median(mems)) if mems else None,
+                "outcome": counts.most_common(1)[0][0], "outcomes": dict(counts)})
+    return out
+
+
+def caption(records: list[dict]) -> str:
+    """What was run and how it was produced, for the text next to a stored figure."""
+    if not records:
+        return "no stored result: run `make reproduce`."
+    r0 = records[0]
+    from .training import TrainConfig
+    cfg = TrainConfig.from_dict(r0["config"])
+    seeds = ", ".join(str(r["seed"]) for r in records)
+    prov = r0["provenance"]
+    wall = sum(r["provenance"]["wall_time"] for r in records)
+    text = (f"Stored paper-scale run: {cfg.describe().rsplit(', seed', 1)[0]}; seeds {seeds}; "
+            f"test error on {cfg.test_samples} fresh samples. Produced by `{prov['command']}` "
+            f"at commit {prov['commit'][:10]} (torch {prov['torch']}, numba {prov['numba']}, "
+            f"{prov['cores']} cores; {wall / 60:.1f} min of compute in all).")
+    if r0.get("cap"):
+        text += f" Schedule capped: {r0['cap']}"
+    return text
+
+
+# ---------------------------------------------------------------------------- figures
+def paper_figure(study: str, name: str, metrics=("train_loss", "test_error", "hessian_trace"),
+                 label: str | None = None, root=DEFAULT_ROOT, title: str | None = None):
+    """The stored seeds of one run on a log-epoch axis, mean and min-max band."""
+    from .plotting import history_figure
+
+    records = load(study, name, root)
+    if not records:
+        raise FileNotFoundError(f"no stored results for {study}/{name} under {root}; run "
+                                f"`{REFRESH.format(study=study, name=name)}`.")
+    fig = history_figure({label or f"{name} (paper scale)": [rows(r) for r in records]},
+                         title=title, metrics=metrics)
+    fig.update_xaxes(type="log", title_text="epoch (log scale)")
+    return fig
+
+
+def phase_heatmaps(root=DEFAULT_ROOT):
+    """Two heatmaps over init scale x rho: mean final test error, and the median epoch at
+    which 1-SAM's test error first rose above MEMORIZE_THRESHOLD after generalizing."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    summary = phase_summary(root)
+    inits = list(reproduce.PHASE_INIT_SCALES)
+    rhos = list(reproduce.PHASE_RHOS)
+    err = np.full((len(inits), len(rhos)), np.nan)
+    mem = np.full_like(err, np.nan)
+    err_text = [["" for _ in rhos] for _ in inits]
+    mem_text = [["" for _ in rhos] for _ in inits]
+    for row in summary:
+        i, j = inits.index(row["init_scale"]), rhos.index(row["rho"])
+        if row["final_test_error"] is not None:
+            err[i, j] = row["final_test_error"]
+            err_text[i][j] = f"{row['final_test_error']:.2f}"
+        if row["outcome"] in ("diverged", "collapsed"):
+            err_text[i][j] = row["outcome"]
+        if row["time_to_memorize"] is not None:
+            mem[i, j] = math.log10(row["time_to_memorize"])
+            mem_text[i][j] = f"{row['time_to_memorize']:.0f} ({row['memorized']}/{row['seeds']})"
+        else:
+            mem_text[i][j] = {"never generalizes": "from the start",
+                              "generalizes": "not by the end"}.get(row["outcome"],
+                                                                    row["outcome"])
+    xs = [f"ρ {r:g}" for r in rhos]
+    ys = [f"init {s:g}" for s in inits]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=(
+        "Final test error (mean over seeds)",
+        f"Epoch test error first > {MEMORIZE_THRESHOLD:g} after generalizing (median)"))
+    fig.add_trace(go.Heatmap(z=err, x=xs, y=ys, text=err_text, texttemplate="%{text}",
+                             colorscale="Reds", zmin=0, zmax=0.5, xgap=2, ygap=2,
+                             colorbar={"title": "test error", "x": 0.42, "len": 0.9}),
+                  row=1, col=1)
+    fig.add_trace(go.Heatmap(z=mem, x=xs, y=ys, text=mem_text, texttemplate="%{text}",
+                             colorscale="Blues_r", xgap=2, ygap=2,
+                             colorbar={"title": "log10 epoch", "x": 1.0, "len": 0.9}),
+                  row=1, col=2)
+    fig.update_layout(height=380, template="plotly_white",
+                      margin={"l": 70, "r": 20, "t": 60, "b": 40})
+    return fig
