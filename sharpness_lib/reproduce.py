@@ -219,6 +219,7 @@ def run_job(job: Job | dict, root: str | os.PathLike = DEFAULT_ROOT, command: st
         "status": result.status, "message": result.message, "engine": result.engine,
         "final": {k: _finite(v) for k, v in result.final.items()},
         "history": columns(result.history),
+        "first_layer": first_layer_summary(result.model),
         "provenance": {**provenance(command), "wall_time": round(time.time() - t0, 1),
                        "date": time.strftime("%Y-%m-%d", time.gmtime())},
     }
@@ -226,6 +227,17 @@ def run_job(job: Job | dict, root: str | os.PathLike = DEFAULT_ROOT, command: st
     write_atomic(Path(root) / job.relpath, record)
     return {"status": result.status, "seconds": time.time() - t0,
             "test_error": _finite(result.final["test_error"]), "history": None}
+
+
+def first_layer_summary(model) -> dict | None:
+    """Column norms of the final W1 (Figure 2b's evidence: the xor coordinates' columns
+    stand out), and the norm of b1; None for nets without a single first layer."""
+    w1 = getattr(model, "W1", None)
+    if w1 is None:
+        return None
+    b1 = getattr(model, "b1", None)
+    return {"column_norms": [_finite(float(v)) for v in w1.detach().norm(dim=0)],
+            "bias_norm": None if b1 is None else _finite(float(b1.detach().norm()))}
 
 
 def write_atomic(path: Path, record: dict) -> None:
