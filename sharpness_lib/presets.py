@@ -98,14 +98,15 @@ _PRESETS = [
 _BOOK_SETUP: list[Preset] = []
 _BOOK_SCENARIO1: list[Preset] = [
     _p("book-fig1a", "1a", "2-MLP-No-Bias, GD with weight decay, short schedule: generalizes.",
-       "Paper: lr 0.01 for 1e5 epochs. Here lr 0.05 (5x) for 3000 epochs: at lr 0.01 the test "
-       "error was still 0.41 after 2000 epochs, at lr 0.1 GD diverged in the first epochs. "
-       "PyTorch's default init; test error on 5000 fresh samples.",
+       "Paper: lr 0.01 for 1e5 epochs. Here lr 0.05 (5x) for 3000 epochs. Found while "
+       "tuning: at lr 0.01 GD had not generalized after 2000 epochs, at lr 0.1 it diverged in "
+       "the first epochs. PyTorch's default init; test error on 5000 fresh samples.",
        arch="nobias", algo="gd", lr=0.05, rho=0.0, wd=0.05, epochs=3000, log_every=75,
        test_samples=5000),
     _p("book-fig1b", "1b", "2-MLP-No-Bias, 1-SAM, short schedule: generalizes.",
-       "Paper: 1e5 epochs. Here the paper's lr 0.01 and rho 0.05 for 2000 epochs (the test "
-       "error settles within ~1000 epochs; at lr 0.02 1-SAM diverged). PyTorch's default init; "
+       "Paper: 1e5 epochs. Here the paper's lr 0.01 and rho 0.05 for 2000 epochs (found "
+       "while tuning: the test error settles within about half of them; at lr 0.02 1-SAM "
+       "diverged). PyTorch's default init; "
        "test error on 5000 fresh samples. gamma_init 0.1 only matters when the chapter's panel "
        "switches to Sim-BN (see fig2a).",
        arch="nobias", algo="sam1", lr=0.01, rho=0.05, epochs=2000, log_every=50,
@@ -114,20 +115,19 @@ _BOOK_SCENARIO1: list[Preset] = [
        "neurons read +-x1 +- x2.",
        "Paper: 1e5 epochs at lr 0.005, rho 0.1, then 1e5 at lr 0.003, rho 1. Here 20 epochs at "
        "lr 0.05 (10x), rho 0.02, then 80 at lr 0.05, rho 0.1 (a Sim-BN epoch costs ~n times a "
-       "no-bias epoch). When written, starting directly at rho 0.1 collapsed the output to zero "
-       "in some seeds (seed 2 at lr 0.03; seeds 1 and 2 at lr 0.05 and 0.1); lr 0.02 was still "
-       "at 0.11 test error after 300 epochs (seed 0); the paper's second phase (rho 1, lr "
-       "0.003) started after 100 epochs also collapsed. gamma_init 0.1 as in fig2a. Test error "
-       "on 5000 fresh samples.",
+       "no-bias epoch). Found while tuning: starting directly at rho 0.1 collapsed the output "
+       "to zero in some seeds (at lr 0.03, 0.05 and 0.1); lr 0.02 had not generalized after "
+       "300 epochs; the paper's second phase (rho 1, lr 0.003) started after 100 epochs also "
+       "collapsed. gamma_init 0.1 as in fig2a. Test error on 5000 fresh samples.",
        arch="sbn", algo="sam1", gamma_init=0.1, log_every=5,
        phases=(Phase(20, 0.05, 0.02), Phase(80, 0.05, 0.1)),
        test_samples=5000),
 ]
 _BOOK_SCENARIO2: list[Preset] = [
     _p("book-fig4a", "4a", "2-MLP-Bias, GD with weight decay, short schedule: generalizes.",
-       "Paper: lr 0.01 for 1e5 epochs. Here lr 0.05 for 2000 epochs (at lr 0.01 the test error "
-       "was still 0.4 after 2000 epochs; at lr 0.1 one seed of three collapsed to a constant "
-       "output). PyTorch's default init; test error on 5000 fresh samples.",
+       "Paper: lr 0.01 for 1e5 epochs. Here lr 0.05 for 2000 epochs (found while tuning: at "
+       "lr 0.01 GD + WD had not generalized after 2000 epochs; at lr 0.1 a seed collapsed to "
+       "a constant output). PyTorch's default init; test error on 5000 fresh samples.",
        arch="bias", algo="gd", lr=0.05, rho=0.0, wd=0.05, epochs=2000, log_every=50,
        test_samples=5000),
     _p("book-fig4b", "4b", "2-MLP-Bias, 1-SAM at PyTorch's default init, short schedule: "
@@ -153,9 +153,8 @@ _BOOK_SCENARIO2: list[Preset] = [
 ]
 _BOOK_SCENARIO3: list[Preset] = [
     _p("book-fig6a", "6a", "2-MLP-Sim-LN, 1-SAM (first layer init scaled down 100x), short schedule.",
-       "Paper: 1e5 epochs. Here 600: the test error settles within ~150 epochs; when this "
-       "chapter was written it was flat to 1e4 epochs (seeds 0, 1) and seed 0 drifted only "
-       "from 0.062 to 0.052 over the paper's 1e5 epochs.",
+       "Paper: 1e5 epochs. Here 600: the test error settles within ~150 epochs (checked in "
+       "the Scenario III chapter); longer runs are for the paper-scale presets.",
        arch="sln", algo="sam1", lr=0.1, rho=0.1, epochs=600, first_layer_scale=0.01,
        log_every=30),
     _p("book-fig6b", "6b", "2-MLP-Sim-LN, 1-SAM with the first layer's norm held at 10 "
@@ -166,8 +165,7 @@ _BOOK_SCENARIO3: list[Preset] = [
     _p("book-fig6-bias", "4b", "2-MLP-Bias, 1-SAM at PyTorch's default init: the Scenario II "
        "contrast to Figure 6.",
        "Paper (Figure 4b): 2e5 + 4e5 epochs. Here 2000 epochs at lr 0.01, rho 0.05, init "
-       "scale 1; when written, test error 0.26 / 0.19 / 0.10 (seeds 0-2) at 2000 epochs, "
-       "decreasing only slowly to 3000 (see the Scenario II chapter for the init dependence).",
+       "scale 1 (see the Scenario II chapter for the init dependence).",
        arch="bias", algo="sam1", lr=0.01, rho=0.05, epochs=2000, log_every=100),
 ]
 _BOOK_PLAYGROUND: list[Preset] = [
@@ -191,32 +189,28 @@ _BOOK_OPEN_CHECKS: list[Preset] = [
     _p("book-fig11a", "11a", "3-layer MLP-Bias, SGD (batch 1) with weight decay, width 128, "
        "short schedule: generalizes.",
        "Paper: width 500, 1e5 epochs. Here the paper's lr 0.01 and wd 0.05 at width 128 for "
-       "120 epochs (the deep net runs on the plain-torch path, ~1.2k steps/s). When written: "
-       "test error 0.002 / 0.000 / 0.000 at 120 epochs, trace 64-76.",
+       "120 epochs (the deep net runs on the plain-torch path, ~1.2k steps/s).",
        arch="deep_bias", depth=3, width=128, algo="sgd", batch_size=1, lr=0.01, rho=0.0,
        wd=0.05, epochs=120, log_every=10),
     _p("book-fig11b", "11b", "3-layer MLP-Bias, 1-SAM, width 128, short schedule: flatter than "
        "SGD+WD, generalizes worse.",
        "Paper: width 500, 1e5 epochs. Here the paper's lr 0.01 and rho 0.05 at width 128 for "
-       "120 epochs. When written (seeds 0-2): test error 0.328 / 0.267 / 0.217 and trace "
-       "27.0-28.4 at 120 epochs; 0.315 / 0.249 / 0.195 and trace ~24 at 300 epochs; seed 0 "
-       "0.30 and trace 21.7 at 700 epochs (the depth-3 lower bound is 18.85 at d = 30). At "
-       "width 512 (seed 0, 150 epochs): test error 0.37, trace 35. gamma_init 0.1 only "
-       "matters when the chapter's panel switches to a normalization layer (see book-open-bn).",
+       "120 epochs; longer and wider runs (tried while tuning: 300 and 700 epochs, width 512) "
+       "kept the same picture. gamma_init 0.1 only matters when the chapter's panel switches "
+       "to a normalization layer (see book-open-bn).",
        arch="deep_bias", depth=3, width=128, algo="sam1", lr=0.01, rho=0.05, epochs=120,
        log_every=10, gamma_init=0.1),
     _p("book-open-sbn", "2a", "2-MLP-Sim-BN, 1-SAM, width 128, 60 epochs (book-fig2a's "
        "schedule, shortened).",
        "The Sim-BN partner of book-open-bn, with the same settings: book-fig2a (gamma_init "
        "0.1, 20 epochs at lr 0.05, rho 0.02, then rho 0.1) at width 128 and with the second "
-       "phase cut from 80 to 40 epochs; when written, the test error was <= 0.001 by epoch 60 "
-       "on all three seeds. Paper (Figure 2a): width 500, 2e5 epochs at lr 0.005/0.003.",
+       "phase cut from 80 to 40 epochs. Paper (Figure 2a): width 500, 2e5 epochs at lr "
+       "0.005/0.003.",
        arch="sbn", width=128, algo="sam1", gamma_init=0.1, log_every=10,
        phases=(Phase(20, 0.05, 0.02), Phase(40, 0.05, 0.1))),
     _p("book-open-bn", "-", "2-MLP-BN (standard BatchNorm), 1-SAM, width 128, 60 epochs: the "
        "Sim-BN settings.",
-       "Not in the paper. Exactly book-open-sbn's settings; they trained at the first try "
-       "(when written: test error 0.000 on seeds 0-2 from epoch 60, trace ~12). "
+       "Not in the paper. Exactly book-open-sbn's settings; they trained at the first try. "
        "Tried on the neighbours: rho 0.1 from the first epoch (lr 0.05) collapses Sim-BN and "
        "LN to the zero function (gamma, W2 -> 0, trace 0) on all three seeds at width 128.",
        arch="bn", width=128, algo="sam1", gamma_init=0.1, log_every=10,
@@ -224,8 +218,7 @@ _BOOK_OPEN_CHECKS: list[Preset] = [
     _p("book-open-sln", "6a", "2-MLP-Sim-LN, 1-SAM (first layer init scaled down 100x), "
        "width 128, 60 epochs.",
        "book-fig6a's settings (lr 0.1, rho 0.1, first_layer_scale 0.01) at width 128 for 60 "
-       "epochs instead of width 500 and 600 epochs (paper: 1e5). When written: test error "
-       "0.081 / 0.104 / 0.013 at epoch 60, 0.075 / 0.091 / 0.007 at 100.",
+       "epochs instead of width 500 and 600 epochs (paper: 1e5).",
        arch="sln", width=128, algo="sam1", lr=0.1, rho=0.1, epochs=60, first_layer_scale=0.01,
        log_every=10),
     _p("book-open-ln", "-", "2-MLP-LN (standard LayerNorm), 1-SAM, width 128, 60 epochs.",
@@ -235,39 +228,38 @@ _BOOK_OPEN_CHECKS: list[Preset] = [
        "rho 0.1, first_layer_scale 0.01) diverged in the first epoch; lr 0.1 or 0.05 with rho "
        "0.1 from the start, gamma_init 0.05 at lr 0.1, and first_layer_scale 0.1 without the "
        "rho 0.02 warm-up collapsed to the zero function (gamma, beta, W2 -> 0; loss 1, trace "
-       "0); lr 0.1 at rho 0.02 diverged; default first layer at lr 0.05, rho 0.05 trained to "
-       "0.14-0.16 test error (0.18 with the two-phase rho schedule), at lr 0.02 to 0.21, "
-       "first_layer_scale 0.3 to 0.18, init_scale 0.5 to 0.16.",
+       "0); lr 0.1 at rho 0.02 diverged; the default first layer at lr 0.05, rho 0.05 (with "
+       "or without the two-phase rho schedule), lr 0.02, first_layer_scale 0.3 and "
+       "init_scale 0.5 all trained to a clearly higher test error than first_layer_scale "
+       "0.1.",
        arch="ln", width=128, algo="sam1", gamma_init=0.1, first_layer_scale=0.1, log_every=10,
        phases=(Phase(20, 0.05, 0.02), Phase(40, 0.05, 0.05))),
     _p("book-fig8a", "8a", "Logistic loss (label smoothing 0.2), 2-MLP-No-Bias, SGD batch 10 + "
        "wd, short schedule.",
-       "Paper: 1e5 epochs. Here the paper's lr 0.1 and wd 0.01 for 900 epochs at width 512; "
-       "when written the test error was 0.000 from epoch 750 / 450 / 300 (seeds 0 / 1 / 2).",
+       "Paper: 1e5 epochs. Here the paper's lr 0.1 and wd 0.01 for 900 epochs at width 512 "
+       "(found while tuning: long enough for every seed to reach zero test error).",
        arch="nobias", width=512, algo="sgd", batch_size=10, lr=0.1, rho=0.0, wd=0.01,
        epochs=900, log_every=30, **_LS),
     _p("book-fig8b", "8b", "Logistic loss, 2-MLP-No-Bias, 1-SAM, short schedule.",
-       "Paper: 1e5 epochs. Here the paper's lr 0.1 and rho 0.2 for 300 epochs at width 512 "
-       "(when written, test error <= 0.001 from epoch 150 on all three seeds).",
+       "Paper: 1e5 epochs. Here the paper's lr 0.1 and rho 0.2 for 300 epochs at width 512.",
        arch="nobias", width=512, algo="sam1", lr=0.1, rho=0.2, epochs=300, log_every=15, **_LS),
     _p("book-fig9a", "9a", "Logistic loss, 2-MLP-Bias, SGD batch 1 + wd, short schedule.",
        "Paper: 1e5 epochs. Here the paper's lr 0.01 and wd 0.05 for 300 epochs at width 512 "
-       "(when written: test error 0.029 / 0.011 / 0.000, flat from epoch ~200).",
+       "(found while tuning: the test error is flat from about epoch 200).",
        arch="bias", width=512, algo="sgd", batch_size=1, lr=0.01, rho=0.0, wd=0.05, epochs=300,
        log_every=15, **_LS),
     _p("book-fig9b", "9b", "Logistic loss, 2-MLP-Bias, 1-SAM, short schedule.",
        "Paper: 1e5 epochs. Here the paper's lr 0.1 and rho 0.2 for 300 epochs at width 512 "
-       "(when written: test error 0.232 / 0.067 / 0.054 at 300 and 0.230 / 0.064 / 0.049 at "
-       "400 epochs). The width matters: at width 128 seed 0 reached 0.071 at 100 and 0.045 "
-       "at 200 epochs (0.263 at width 512 after 100).",
+       "(found while tuning: 400 epochs change little). The width matters: width 128 "
+       "generalizes much better (the open-checks chapter's width exercise).",
        arch="bias", width=512, algo="sam1", lr=0.1, rho=0.2, epochs=300, log_every=15, **_LS),
     _p("book-fig10a", "10a", "Logistic loss, 2-MLP-Sim-BN, 1-SAM with a rho warm-up, short "
        "schedule.",
        "Paper: lr 0.1, rho 0.2 for 4e4 epochs. gamma_init 0.1 as in fig2a. Starting directly "
        "at rho 0.2 collapsed all three seeds (width 512) to the zero function (loss log 2, "
-       "trace 0) within 25 epochs, so 20 epochs at rho 0.02 come first, then 80 at rho 0.2 "
-       "(when written: test error 0.073 / 0.017 / 0.002 at 100 epochs). With gamma_init 1 "
-       "and no warm-up: 0.193 / 0.078 / 0.015.",
+       "trace 0) within 25 epochs, so 20 epochs at rho 0.02 come first, then 80 at rho 0.2. "
+       "Found while tuning: gamma_init 1 without the warm-up trains, but to a higher test "
+       "error.",
        arch="sbn", width=512, algo="sam1", gamma_init=0.1, log_every=10,
        phases=(Phase(20, 0.1, 0.02), Phase(80, 0.1, 0.2)), **_LS),
     _p("book-fig10b", "10b", "Logistic loss, 2-MLP-Sim-LN, 1-SAM in two phases, short "
@@ -278,14 +270,13 @@ _BOOK_OPEN_CHECKS: list[Preset] = [
        phases=(Phase(100, 1.0, 0.5), Phase(100, 1.0, 1.0)), **_LS),
     _p("book-fig7", "7", "Uniform-ball data (d = 10), 2-MLP-No-Bias, 1-SAM, short schedule.",
        "Paper: 1e5 epochs (n and architecture as in the fig7 preset: our choice). Here the "
-       "paper's lr 0.01 and rho 0.2 for 2000 epochs at width 512; when written the test error "
-       "moved from 0.022 / 0.014 / 0.019 at 2000 to 0.019 / 0.011 / 0.015 at 5000 epochs.",
+       "paper's lr 0.01 and rho 0.2 for 2000 epochs at width 512 (found while tuning: 5000 "
+       "epochs change little).",
        dataset="ball", d=10, arch="nobias", width=512, algo="sam1", lr=0.01, rho=0.2,
        epochs=2000, log_every=100),
     _p("book-fig7-bias", "7", "Uniform-ball data (d = 10), 2-MLP-Bias, 1-SAM, short schedule.",
        "As book-fig7 with the first-layer bias; the paper's Figure 7 setting with bias is our "
-       "reading. When written the test error rose slowly from 0.223 / 0.239 / 0.299 at 2000 "
-       "to 0.236 / 0.259 / 0.301 at 5000 epochs.",
+       "reading. Found while tuning: from 2000 to 5000 epochs the test error rises slowly.",
        dataset="ball", d=10, arch="bias", width=512, algo="sam1", lr=0.01, rho=0.2,
        epochs=2000, log_every=100),
 ]
