@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-book test-browser chromium book vendor bench clean
+.PHONY: all install test test-book test-browser chromium book vendor bench reproduce clean
 
 all: test
 
@@ -36,6 +36,15 @@ chromium:
 	else \
 		echo "Chromium is needed for the browser tests: install it (Debian/Ubuntu: sudo apt-get install chromium) and run make test again." >&2; exit 1; \
 	fi
+
+# The paper's schedules at full length (three capped: sharpness_lib/reproduce.py says why),
+# stored under results/ with their provenance; about 3 hours on 2 cores. Resumable: a restart
+# skips finished runs. Options: PRESET="fig4b fig1a", STUDY="paper figure4 phase", JOBS=2,
+# SCHEDULER=tcp://host:8786 (a Dask cluster instead of local processes).
+reproduce: $(STAMP)
+	$(BIN)/python -m sharpness_lib reproduce $(if $(STUDY),--study $(STUDY)) \
+		$(if $(PRESET),--preset $(PRESET)) --jobs $(or $(JOBS),2) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py

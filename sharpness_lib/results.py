@@ -29,7 +29,12 @@ RTOL = 1e-9
 ATOL = 1e-12          # values that are 0 up to rounding (a train error of 0, ...)
 PREFIX_EPOCHS = 3     # the prefix re-run: epochs 0-3 (four log points)
 MEMORIZE_THRESHOLD = 0.05
-REFRESH = "make reproduce STUDY={study}" + " PRESET={name}"
+
+
+def refresh_command(study: str, name: str, **_) -> str:
+    """The command that (re)makes a stored run: one preset, or the study it belongs to
+    (a reproduction only re-runs the files that are missing or stale)."""
+    return f"make reproduce PRESET={name}" if study == "paper" else f"make reproduce STUDY={study}"
 
 
 # ---------------------------------------------------------------------------- reading
@@ -83,7 +88,7 @@ def verify(record: dict, path) -> list[str]:
     if record.get("digest") != digest(record):
         problems.append(f"{path}: its content does not match its digest (edited by hand?); "
                         f"restore it from git or regenerate it with "
-                        f"`{REFRESH.format(**record)}`.")
+                        f"`{refresh_command(**record)}`.")
     try:
         job = reproduce.expected_job(record["study"], record["name"], record["seed"])
     except ValueError as exc:
@@ -96,10 +101,10 @@ def verify(record: dict, path) -> list[str]:
             f"the {record['study']} study's run {record['name']!r}"
         problems.append(
             f"{path}: the stored config no longer matches {what} (differs in "
-            f"{', '.join(diff)}); refresh it with `{REFRESH.format(**record)}`.")
+            f"{', '.join(diff)}); refresh it with `{refresh_command(**record)}`.")
     if job.cap != record["cap"]:
         problems.append(f"{path}: the stored cap reason differs from the current plan's; "
-                        f"refresh it with `{REFRESH.format(**record)}`.")
+                        f"refresh it with `{refresh_command(**record)}`.")
     return problems
 
 
@@ -201,19 +206,72 @@ def caption(records: list[dict]) -> str:
 
 
 # ---------------------------------------------------------------------------- figures
-def paper_figure(study: str, name: str, metrics=("train_loss", "test_error", "hessian_trace"),
-                 label: str | None = None, root=DEFAULT_ROOT, title: str | None = None):
-    """The stored seeds of one run on a log-epoch axis, mean and min-max band."""
-    from .plotting import history_figure
-
+def require(study: str, name: str, root=DEFAULT_ROOT) -> list[dict]:
+    """:func:`load`, but a missing result is an error naming the command that makes it."""
     records = load(study, name, root)
     if not records:
         raise FileNotFoundError(f"no stored results for {study}/{name} under {root}; run "
-                                f"`{REFRESH.format(study=study, name=name)}`.")
-    fig = history_figure({label or f"{name} (paper scale)": [rows(r) for r in records]},
-                         title=title, metrics=metrics)
+                                f"`{refresh_command(study, name)}`.")
+    return records
+
+
+def paper_figure(runs: dict, metrics=("train_loss", "test_error", "hessian_trace"),
+                 root=DEFAULT_ROOT, title: str | None = None):
+    """Stored runs on a log-epoch axis, each the mean and min-max band over its seeds.
+
+    ``runs`` maps a legend label to ``(study, name)``, e.g.
+    ``{"1-SAM": ("paper", "fig4b"), "GD+WD": ("paper", "fig4a")}``.
+    """
+    from .plotting import history_figure
+
+    curves = {label: [rows(r) for r in require(study, name, root)]
+              for label, (study, name) in runs.items()}
+    fig = history_figure(curves, title=title, metrics=metrics)
     fig.update_xaxes(type="log", title_text="epoch (log scale)")
     return fig
+
+
+def column_norms(records: list[dict]) -> list[dict]:
+    """Per seed: the two largest final first-layer column norms and the largest other one
+    (Figure 2b's numbers: the xor coordinates x1, x2 should be the two largest)."""
+    out = []
+    for r in records:
+        norms = (r.get("first_layer") or {}).get("column_norms")
+        if not norms:
+            continue
+        order = np.argsort(norms)[::-1]
+        out.append({"seed": r["seed"], "x1": norms[0], "x2": norms[1],
+                    "largest other": max(norms[2:]),
+                    "top two are x1, x2": set(order[:2].tolist()) == {0, 1}})
+    return out
+
+
+def overview(root=DEFAULT_ROOT) -> list[dict]:
+    """One row per paper preset: epochs run vs the paper's, seeds, final test error and
+    trace over seeds, compute time, and the cap (if any)."""
+    from .experiments import spread
+    from .presets import get_preset
+
+    out = []
+    for name in reproduce.PAPER_PRESETS:
+        recs = load("paper", name, root)
+        preset = get_preset(name)
+        paper_epochs = preset.config.validate().epochs
+        row = {"preset": name, "figure": preset.figure, "paper epochs": paper_epochs}
+        if not recs:
+            out.append({**row, "epochs run": "not stored"})
+            continue
+        errs = final_values(recs, "test_error")
+        traces = final_values(recs, "hessian_trace")
+        out.append({**row, "epochs run": recs[0]["config"]["epochs"],
+                    "seeds": len(recs),
+                    "test error": spread(errs, ".3f") if errs else "-",
+                    "Tr ∇²L": spread(traces, ".3g") if traces else "-",
+                    "status": ", ".join(sorted({r["status"] for r in recs})),
+                    "compute (min)": round(sum(r["provenance"]["wall_time"]
+                                               for r in recs) / 60, 1),
+                    "capped": "yes" if recs[0]["cap"] else "no"})
+    return out
 
 
 def phase_heatmaps(root=DEFAULT_ROOT):
