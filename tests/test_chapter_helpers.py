@@ -92,3 +92,30 @@ def test_arch_label_is_the_one_table():
     assert arch_label("bias") == "2-MLP-Bias" and arch_label("sln") == "2-MLP-Sim-LN"
     with pytest.raises(ValueError, match="arch must be one of"):
         arch_label("resnet")
+
+
+# ---- the chapters themselves (source only, no execution) ---------------------------------
+BOOK = __import__("pathlib").Path(__file__).resolve().parents[1] / "book"
+CHAPTERS = sorted(BOOK.glob("*.ipynb"))
+
+
+def _cells(path):
+    import json
+
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_code_lines_fit_88_columns(path):
+    # wider lines scroll sideways on the page (issue 11)
+    long = [(i, line) for i, c in enumerate(_cells(path)) if c["cell_type"] == "code"
+            for line in "".join(c["source"]).splitlines() if len(line) > 88]
+    assert not long, f"{path.name}: code lines over 88 characters: {long[:3]}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS + sorted(BOOK.glob("*.md")), ids=lambda p: p.name)
+def test_chapter_prose_has_no_when_written_results(path):
+    # run results in the text come from the build (myst-nb glue), not from an earlier run
+    text = path.read_text().lower()
+    for phrase in ("when this chapter was written", "when written", "measured when this"):
+        assert phrase not in text, f"{path.name} still says {phrase!r}"
