@@ -317,3 +317,35 @@ def phase_heatmaps(root=DEFAULT_ROOT):
     fig.update_layout(height=380, template="plotly_white",
                       margin={"l": 70, "r": 20, "t": 60, "b": 40})
     return fig
+
+
+def stats(study: str, name: str, key: str = "test_error", epoch: int | None = None,
+          root=DEFAULT_ROOT) -> dict:
+    """Mean, min, max and per-seed values of ``key`` over the stored seeds of one run, at
+    the end (default) or at the last log point <= ``epoch``."""
+    records = require(study, name, root)
+    if epoch is None:
+        values = [r["final"].get(key) for r in records]
+    else:
+        values = [value_at(r, key, epoch) for r in records]
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        raise ValueError(f"{study}/{name} has no finite {key} stored.")
+    return {"mean": float(np.mean(finite)), "min": min(finite), "max": max(finite),
+            "values": values, "seeds": [r["seed"] for r in records]}
+
+
+def range_over(study: str, name: str, key: str, start: int, root=DEFAULT_ROOT):
+    """(min, max) of ``key`` over every seed's log points from epoch ``start`` on."""
+    vals = [v for r in require(study, name, root)
+            for e, v in zip(r["history"]["epoch"], r["history"][key])
+            if e >= start and v is not None]
+    return min(vals), max(vals)
+
+
+def figure_with_caption(runs: dict, metrics=("train_loss", "test_error", "hessian_trace"),
+                        title: str | None = None, root=DEFAULT_ROOT):
+    """(Markdown caption naming each stored run's settings and provenance, figure)."""
+    text = "  \n".join(f"**{label}.** " + caption(require(study, name, root))
+                       for label, (study, name) in runs.items())
+    return text, paper_figure(runs, metrics=metrics, root=root, title=title)
