@@ -177,6 +177,7 @@ def phase_summary(root=DEFAULT_ROOT) -> list[dict]:
             counts = Counter(outcome(r) for r in recs)
             out.append({
                 "init_scale": init, "rho": rho, "seeds": len(recs),
+                "cell": reproduce.phase_cell(init, rho),
                 "final_test_error": float(np.mean(errs)) if errs else None,
                 "final_trace": float(np.mean([r["final"]["hessian_trace"] for r in recs
                                               if r["status"] == "completed"] or [np.nan])),
@@ -274,7 +275,43 @@ def overview(root=DEFAULT_ROOT) -> list[dict]:
     return out
 
 
-def phase_heatmaps(root=DEFAULT_ROOT):
+def phase_regions(summary: list[dict]) -> str:
+    """The phase diagram in words: one sentence per init scale, grouping the rho values by
+    the outcome most of their seeds had (mixed cells say so)."""
+    verbs = {"generalizes": "still generalizes at 40 000 epochs",
+             "generalizes, then memorizes": "first generalizes, then memorizes",
+             "never generalizes": "never generalizes",
+             "diverged": "diverges", "collapsed": "collapses to the zero function"}
+    sentences = []
+    for init in sorted({r["init_scale"] for r in summary}):
+        cells = [r for r in summary if r["init_scale"] == init]
+        parts = []
+        for kind in verbs:
+            group = [r for r in cells if r["outcome"] == kind]
+            if not group:
+                continue
+            rhos = ", ".join(f"{r['rho']:g}" for r in group)
+            errs = [r["final_test_error"] for r in group if r["final_test_error"] is not None]
+            detail = ""
+            if kind == "generalizes, then memorizes":
+                times = [r["time_to_memorize"] for r in group]
+                detail = (f" (test error above 5 % from epoch {min(times):,.0f}–"
+                          f"{max(times):,.0f}, median over seeds; final "
+                          f"{min(errs):.2f}–{max(errs):.2f})")
+            elif errs:
+                detail = f" (final test error {min(errs):.2f}–{max(errs):.2f})"
+            mixed = [r for r in group if len(r["outcomes"]) > 1]
+            if mixed:
+                detail += "; mixed seeds at " + ", ".join(
+                    f"ρ = {r['rho']:g} (" + ", ".join(f"{n} {k}" for k, n in
+                                                      r["outcomes"].items()) + ")"
+                    for r in mixed)
+            parts.append(f"{verbs[kind]} at ρ = {rhos}{detail}")
+        sentences.append(f"At init scale {init:g}, 1-SAM " + "; it ".join(parts) + ".")
+    return " ".join(sentences)
+
+
+def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
     """Two heatmaps over init scale x rho: mean final test error, and the median epoch at
     which 1-SAM's test error first rose above MEMORIZE_THRESHOLD after generalizing."""
     import plotly.graph_objects as go
@@ -314,8 +351,8 @@ def phase_heatmaps(root=DEFAULT_ROOT):
                              colorscale="Blues_r", xgap=2, ygap=2,
                              colorbar={"title": "log10 epoch", "x": 1.0, "len": 0.9}),
                   row=1, col=2)
-    fig.update_layout(height=380, template="plotly_white",
-                      margin={"l": 70, "r": 20, "t": 60, "b": 40})
+    fig.update_layout(height=400, template="plotly_white", title=title,
+                      margin={"l": 70, "r": 20, "t": 90 if title else 60, "b": 40})
     return fig
 
 
