@@ -16,6 +16,12 @@ Not Only Minimize Sharpness To Achieve Better Generalization", checked numerical
 * presets: :data:`PRESETS`, one per figure
 """
 
+import sys as _sys
+
+if _sys.argv[:1] == ["-m"]:   # `python -m sharpness_lib`: Ctrl-C while torch loads -> one line
+    from .limits import guard_imports as _guard
+    _guard()
+
 from .constructions import (eq5_radius, generalizing_solution, generalizing_solution_sln,
                             interpolate_output_layer, memorizing_solution,
                             memorizing_solution_sln)
@@ -48,3 +54,6 @@ __all__ = [
     "lemma31_trace_bound",
 ]
 __version__ = "0.1.0"
+
+if _sys.argv[:1] == ["-m"]:
+    _guard(restore=True)

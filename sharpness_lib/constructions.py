@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ._validation import check_float, check_int
+from ._validation import check_float, check_int, check_tensor
 from .models import MLPBias, TwoMLPBias, TwoMLPSimLN, make_model
 
 
@@ -34,9 +34,18 @@ def eq5_radius_as_printed(d: int) -> float:
     return (d**2 + 1) ** 0.25
 
 
-def _check_training_set(x: torch.Tensor, y: torch.Tensor) -> None:
-    if x.ndim != 2 or y.shape != (x.shape[0],):
+def _check_training_set(x: torch.Tensor, y: torch.Tensor, depth: int = 2) -> None:
+    check_tensor("x", x, 2)
+    check_tensor("y", y)
+    if y.shape != (x.shape[0],):
         raise ValueError(f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}.")
+    if x.shape[0] < 1 or x.shape[1] < 2:
+        raise ValueError(f"the constructions need at least one training point in d >= 2; got "
+                         f"x of shape {tuple(x.shape)}.")
+    if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
+        raise ValueError("x and y must be finite (no NaN or infinity).")
+    from .limits import check_construction   # n x n matrices: refuse up front what cannot fit
+    check_construction(x.shape[1], x.shape[0], depth)
     if bool((y == 0).any()):
         raise ValueError("labels must be non-zero for the memorizing construction.")
     norms = x.norm(dim=1)
@@ -80,8 +89,8 @@ def memorizing_solution(x: torch.Tensor, y: torch.Tensor, depth: int = 2,
     :func:`~sharpness_lib.sharpness.sharpness_lower_bound` is tight. For D = 2 this is the
     paper's W1 = [sqrt(r_i |y_i|) w_i / e], W2 = [sign(y_i) sqrt(|y_i| / r_i)], r_i = ||x'_i||.
     """
-    _check_training_set(x, y)
     D = check_int("depth", depth, 2)
+    _check_training_set(x, y, D)
     n, d = x.shape
     r = torch.sqrt(x.square().sum(1) + 1)                     # ||x'_i||
     t = (r * y.abs() ** (D - 1)) ** (2 / D)                   # each layer's gradient term

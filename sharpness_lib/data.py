@@ -2,9 +2,11 @@
 
 * ``"xor"``, P_xor (Section 2): x uniform on the hypercube {-1, 1}^d, y = x[1] * x[2].
   Training sets are drawn without repeated points. The zero-one error Pr[y f(x) <= 0]
-  (an output of exactly 0 counts as an error) is computed exactly by enumerating the
-  hypercube when d <= 20 and estimated on fresh samples, with its standard error,
-  otherwise (:class:`TestSet`).
+  (an output of exactly 0, or NaN, counts as an error) is computed exactly by enumerating
+  the hypercube when that costs at most 16x the sampled set (d <= 17 with the default
+  10 000 samples; :func:`sharpness_lib.limits.exact_test_error`) and estimated on fresh
+  samples, with its standard error, otherwise (:class:`TestSet`). The one-off
+  :func:`test_error` enumerates up to d = 20.
 * ``"ball"`` (Figure 7, appendix; d = 10 there): x uniform in the unit ball of R^d,
   y = |x[1]| - |x[2]| (real-valued). The zero-one error Pr[y f(x) <= 0] and the squared
   error E (f(x) - y)^2 are estimated on fresh samples (:class:`BallTestSet`).
@@ -21,6 +23,7 @@ import numpy as np
 import torch
 
 from ._validation import DATASETS, check_choice, check_int, check_n
+from .limits import EXACT_COST_FACTOR
 
 EXACT_MAX_D = 20
 DEFAULT_TEST_SAMPLES = 10_000
@@ -142,7 +145,9 @@ class TestError:
 
 
 class TestSet:
-    """Evaluates zero-one error on P_xor: the full hypercube for d <= 20, else fresh samples.
+    """Evaluates zero-one error on P_xor: the full hypercube when it costs at most 16x the
+    ``num_samples`` fresh samples (and d <= ``exact_max_d``), else those samples;
+    ``exact=True``/``False`` forces either.
 
     The fresh samples are drawn once (seeded), so repeated evaluations during training
     are comparable from one log point to the next.
@@ -151,22 +156,27 @@ class TestSet:
     __test__ = False
 
     def __init__(self, d: int, seed: int = 0, num_samples: int = DEFAULT_TEST_SAMPLES,
-                 exact_max_d: int = EXACT_MAX_D, dtype=torch.float64):
+                 exact_max_d: int = EXACT_MAX_D, dtype=torch.float64, exact: bool | None = None):
         self.d = check_int("d", d, 2)
-        self.exact = self.d <= exact_max_d
+        num_samples = check_int("test samples", num_samples, 1)
+        if exact is None:   # evaluated at every log point: enumerate only when it is cheap
+            exact = self.d <= exact_max_d and 2**self.d <= EXACT_COST_FACTOR * num_samples
+        elif exact:
+            check_int("d", d, 2, EXACT_MAX_D)
+        self.exact = bool(exact)
         if self.exact:
             self._codes = None
             self.num_points = 2**self.d
         else:
-            num_samples = check_int("test samples", num_samples, 1)
             rng = np.random.default_rng([check_int("seed", seed, 0), 0x7E57])
             self._x = torch.as_tensor(sample_hypercube(num_samples, self.d, rng), dtype=dtype)
             self.num_points = num_samples
         self.dtype = dtype
 
     def _chunks(self, chunk: int = 1 << 15):
-        if not self.exact:
-            yield self._x
+        if not self.exact:   # in chunks: a wide net's activations on 10^6 samples are large
+            for start in range(0, self.num_points, chunk):
+                yield self._x[start:start + chunk]
             return
         for start in range(0, self.num_points, chunk):
             codes = np.arange(start, min(start + chunk, self.num_points), dtype=np.int64)
@@ -176,7 +186,7 @@ class TestSet:
     def error(self, model: torch.nn.Module) -> TestError:
         wrong = 0
         for x in self._chunks():
-            wrong += int((model(x) * xor_label(x) <= 0).sum())
+            wrong += int((~(model(x) * xor_label(x) > 0)).sum())   # NaN output: wrong
         p = wrong / self.num_points
         se = 0.0 if self.exact else math.sqrt(p * (1 - p) / self.num_points)
         return TestError(p, se, self.exact, self.num_points)
@@ -205,7 +215,7 @@ class BallTestSet:
 
     @torch.no_grad()
     def error(self, model: torch.nn.Module) -> TestError:
-        p = float((model(self._x) * self._y <= 0).to(torch.float64).mean())
+        p = float((~(model(self._x) * self._y > 0)).to(torch.float64).mean())  # NaN: wrong
         return TestError(p, math.sqrt(p * (1 - p) / self.num_points), False, self.num_points)
 
     @torch.no_grad()
@@ -226,8 +236,10 @@ def make_test_set(dataset: str, d: int, seed: int = 0,
 
 def test_error(model: torch.nn.Module, d: int, seed: int = 0,
                num_samples: int = DEFAULT_TEST_SAMPLES) -> TestError:
-    """Zero-one error of ``model`` on P_xor (exact for d <= 20, see :class:`TestSet`)."""
-    return TestSet(d, seed=seed, num_samples=num_samples).error(model)
+    """Zero-one error of ``model`` on P_xor: exact for d <= 20 (one evaluation, so the
+    whole hypercube is affordable), else on ``num_samples`` fresh samples (:class:`TestSet`)."""
+    d = check_int("d", d, 2)
+    return TestSet(d, seed=seed, num_samples=num_samples, exact=d <= EXACT_MAX_D).error(model)
 
 
 test_error.__test__ = False

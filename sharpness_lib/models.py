@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import ARCH_NAMES, ARCHS, check_choice, check_float, check_int
+from ._validation import (ARCH_NAMES, ARCHS, MAX_ABS_INIT, MAX_SEED, ArgumentError,
+                          check_choice, check_float, check_int, check_tensor)
 
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus default: identity above it
 
@@ -268,6 +269,20 @@ _OPTIONS = {
 }
 
 
+def _check_model_memory(arch, d, width, depth, dtype) -> None:
+    """Refuse a model whose parameters alone cannot fit (instead of an allocator traceback)."""
+    from .limits import _param_count, available_memory, format_bytes
+
+    need = _param_count(arch, d, width, depth if arch == "deep_bias" else 2) * (
+        4 if dtype == torch.float32 else 8)
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ValueError(f"a {arch} model with d {d}, width {width}"
+                         + (f", depth {depth}" if arch == "deep_bias" else "")
+                         + f" needs {format_bytes(need)} for its parameters alone, but only "
+                         f"{format_bytes(avail)} is available; reduce the width.")
+
+
 def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float = 1.0,
                **options) -> TwoLayerNet:
     """Build one of the paper's architectures.
@@ -281,24 +296,32 @@ def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float =
     check_choice("arch", arch, ARCHS)
     d = check_int("d", d, 2)
     width = check_int("width", width, 1)
-    seed = check_int("seed", seed, 0)
-    init_scale = check_float("init_scale", init_scale, 0.0, low_open=True)
+    seed = check_int("seed", seed, 0, MAX_SEED)
+    init_scale = check_float("init_scale", init_scale, 0.0, MAX_ABS_INIT, low_open=True)
     allowed = _OPTIONS.get(arch, set()) | {"first_layer_scale", "dtype"}
     unknown = set(options) - allowed
     if unknown:
         raise ValueError(f"option {sorted(unknown)[0]!r} is not valid for arch {arch!r}; "
                          f"valid options: {', '.join(sorted(allowed))}.")
+    dtype = options.get("dtype", torch.float64)
+    if dtype not in (torch.float32, torch.float64):
+        raise ArgumentError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}.")
     if "first_layer_scale" in options:
-        check_float("first_layer_scale", options["first_layer_scale"], 0.0, low_open=True)
+        check_float("first_layer_scale", options["first_layer_scale"], 0.0, MAX_ABS_INIT,
+                    low_open=True)
     if "eps" in options:
         options["eps"] = check_float("eps", options["eps"], 0.0, low_open=True)
     if "depth" in options:
         options["depth"] = check_int("depth", options["depth"], 2)
     if "gamma_init" in options:
-        check_float("gamma_init", options["gamma_init"])
+        check_float("gamma_init", options["gamma_init"], -MAX_ABS_INIT, MAX_ABS_INIT)
     x_ref = options.get("x_ref")
-    if x_ref is not None and (x_ref.ndim != 2 or x_ref.shape[1] != d):
-        raise ValueError(f"x_ref must have shape (n, {d}); got {tuple(x_ref.shape)}.")
+    if x_ref is not None:
+        check_tensor("x_ref", x_ref, 2)
+        if x_ref.shape[1] != d or x_ref.shape[0] < 1:
+            raise ValueError(f"x_ref must have shape (n, {d}) with n >= 1; got "
+                             f"{tuple(x_ref.shape)}.")
+    _check_model_memory(arch, d, width, options.get("depth", 2), dtype)
     return MODEL_CLASSES[arch](d, width, seed=seed, init_scale=init_scale, **options)
 
 

@@ -97,19 +97,21 @@ from ._validation import check_choice, check_float, check_int
 from .sam import SAM
 
 __all__ = ["AdaBound", "AdaShift", "OptimizerSpec", "BASE_OPTIMIZERS", "get_spec",
-           "make_optimizer"]
+           "make_optimizer", "validate_options"]
 
 
 def _check_betas(betas) -> tuple[float, float]:
     try:
+        if isinstance(betas, (str, bytes)):
+            raise TypeError
         b1, b2 = betas
+        b1, b2 = check_float("betas[0]", b1), check_float("betas[1]", b2)
     except (TypeError, ValueError):
         raise ValueError(f"betas must be a pair of numbers in [0, 1); got {betas!r}.") from None
     for name, b in (("betas[0]", b1), ("betas[1]", b2)):
-        b = check_float(name, b, 0.0)
-        if b >= 1.0:
+        if not 0.0 <= b < 1.0:
             raise ValueError(f"{name} must be in [0, 1); got {b:g}.")
-    return float(b1), float(b2)
+    return b1, b2
 
 
 def _l2_grad(p: torch.Tensor, weight_decay: float) -> torch.Tensor:
@@ -319,6 +321,57 @@ def get_spec(name: str) -> OptimizerSpec:
     return BASE_OPTIMIZERS[name]
 
 
+def _check_bool(name, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}.")
+    return value
+
+
+# hyperparameter -> check (value -> normalized value); ranges as torch / the authors' code
+# require, eps strictly positive (eps = 0 divides by zero where v = 0)
+_HYPER_CHECKS = {
+    "betas": _check_betas,
+    "eps": lambda v: check_float("eps", v, 0.0, low_open=True),
+    "momentum": lambda v: _below_one("momentum", v),
+    "dampening": lambda v: check_float("dampening", v, 0.0, 1.0),
+    "nesterov": lambda v: _check_bool("nesterov", v),
+    "amsgrad": lambda v: _check_bool("amsgrad", v),
+    "amsbound": lambda v: _check_bool("amsbound", v),
+    "lr_decay": lambda v: check_float("lr_decay", v, 0.0),
+    "initial_accumulator_value": lambda v: check_float("initial_accumulator_value", v, 0.0),
+    "final_lr": lambda v: check_float("final_lr", v, 0.0, low_open=True),
+    "gamma": lambda v: check_float("gamma", v, 0.0, low_open=True),
+    "keep_num": lambda v: check_int("keep_num", v, 1, 1000),
+    "reduce": lambda v: check_choice("reduce", v, AdaShift.REDUCTIONS),
+}
+
+
+def _below_one(name, v) -> float:
+    v = check_float(name, v, 0.0)
+    if v >= 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {v:g}.")
+    return v
+
+
+def validate_options(name: str, options) -> dict:
+    """Check ``options`` (hyperparameters of base optimizer ``name`` besides lr and weight
+    decay) by name, type and range; return them normalized (betas as a tuple of floats).
+
+    Used by :meth:`~sharpness_lib.training.TrainConfig.validate`, so the compiled engine and
+    the torch reference path refuse exactly the same values (ValueError, one sentence)."""
+    spec = get_spec(name)
+    if not isinstance(options, dict):
+        raise ValueError("optimizer_options must be a dict of hyperparameters, e.g. "
+                         f"{{'final_lr': 0.01}}; got {options!r}.")
+    spec.kwargs(1.0, 0.0, **options)   # unknown names
+    out = {k: _HYPER_CHECKS[k](v) if k in _HYPER_CHECKS else v for k, v in options.items()}
+    merged = {**spec.hyper, **out}
+    if merged.get("nesterov") and (merged.get("momentum", 0) <= 0 or merged.get("dampening", 0)):
+        raise ValueError("nesterov needs momentum > 0 and dampening 0; got momentum "
+                         f"{merged.get('momentum', 0):g}, dampening {merged.get('dampening', 0):g}.")
+    return out
+
+
 def make_optimizer(name: str, params, lr: float | None, weight_decay: float = 0.0,
                    sam_rho: float | None = None, **overrides) -> torch.optim.Optimizer:
     """The base optimizer ``name`` over ``params``, or SAM over it when ``sam_rho`` is given.
@@ -329,7 +382,7 @@ def make_optimizer(name: str, params, lr: float | None, weight_decay: float = 0.
     spec = get_spec(name)
     lr = spec.default_lr if lr is None else check_float("lr", lr, 0.0, low_open=True)
     weight_decay = check_float("weight_decay", weight_decay, 0.0)
-    kwargs = spec.kwargs(lr, weight_decay, **overrides)
+    kwargs = spec.kwargs(lr, weight_decay, **validate_options(name, overrides))
     if sam_rho is None:
         return spec.cls(params, **kwargs)
     rho = check_float("sam_rho", sam_rho, 0.0)

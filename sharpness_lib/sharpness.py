@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._validation import LOSSES, check_choice, check_float
+from ._validation import LOSSES, ArgumentError, check_choice, check_float, check_tensor
 from .losses import loss_derivatives, mean_loss
 from .models import (SOFTPLUS_THRESHOLD, MLPBias, TwoLayerNet, TwoMLPBN, TwoMLPLN,
                      TwoMLPSimBN, TwoMLPSimLN, TwoMLPSoftplus)
@@ -33,6 +33,30 @@ def _with_one(x: torch.Tensor) -> torch.Tensor:
 
 def _augmented(model: TwoLayerNet, x: torch.Tensor) -> torch.Tensor:
     return _with_one(x) if model.b1 is not None else x
+
+
+def check_inputs(model: nn.Module, x, y=None) -> None:
+    """One-sentence ValueError for inputs the closed forms would silently mis-broadcast: x
+    must be (n, d) with n >= 1, d the model's input dimension and the model's dtype; y, if
+    given, exactly (n,) (a y of shape (1,), (n, 1) or () would broadcast to a wrong trace)."""
+    if not isinstance(model, nn.Module):
+        raise ArgumentError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+    check_tensor("x", x, 2)
+    if x.shape[0] < 1:
+        raise ValueError(f"x must hold at least one point; got shape {tuple(x.shape)}.")
+    d = getattr(model, "d", None)
+    if d is not None and x.shape[1] != d:
+        raise ValueError(f"x must have shape (n, {d}) for this model (d = {d}); got "
+                         f"{tuple(x.shape)}.")
+    p = next(iter(model.parameters()), None)
+    if p is not None and x.dtype != p.dtype:
+        raise ValueError(f"x has dtype {x.dtype} but the model's parameters are {p.dtype}; "
+                         f"convert one of them (e.g. x.to({p.dtype})).")
+    if y is not None:
+        check_tensor("y", y)
+        if tuple(y.shape) != (x.shape[0],):
+            raise ValueError(f"y must have shape ({x.shape[0]},), one label per row of x; got "
+                             f"{tuple(y.shape)}.")
 
 
 @torch.no_grad()
@@ -229,6 +253,7 @@ def _deep_terms(model: MLPBias, x):
 def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "mse",
                   label_smoothing: float = 0.0) -> float:
     """Exact Tr nabla^2 L for L = mean_i l(f(x_i), y_i) (default: (f - y)^2), closed form."""
+    check_inputs(model, x, y)
     with torch.no_grad():
         f = model(x)
         d1, d2 = loss_derivatives(f, y, loss, label_smoothing)
@@ -241,6 +266,7 @@ def lemma41_trace(model: nn.Module, x: torch.Tensor) -> float:
 
     Equals Tr nabla^2 L for the squared loss at any interpolating parameter.
     """
+    check_inputs(model, x)
     jac, _ = jacobian_terms(model, x)
     return float(2 * jac.mean())
 
@@ -263,6 +289,10 @@ def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: in
     logistic loss has no minimizer (the bound would be an infimum of 0), hence p > 0 is required.
     """
     check_choice("loss", loss, LOSSES)
+    check_tensor("x", x, 2)
+    if x.shape[0] < 1 or tuple(getattr(y, "shape", ())) != (x.shape[0],):
+        raise ValueError(f"x must be (n, d) with n >= 1 and y (n,); got {tuple(x.shape)} and "
+                         f"{tuple(getattr(y, 'shape', ()))}.")
     if loss == "logistic":
         p = check_float("label_smoothing", label_smoothing, 0.0, 1.0, low_open=True)
         q = 1 - p / 2
@@ -282,6 +312,7 @@ def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: in
 
 def hessian_trace_autograd(model: nn.Module, x, y, loss="mse", label_smoothing=0.0) -> float:
     """Brute force: the full Hessian by ``torch.func.hessian`` (small models only)."""
+    check_inputs(model, x, y)
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach() for _, p in model.named_parameters()]
     sizes = [p.numel() for p in params]
@@ -313,8 +344,10 @@ def hessian_trace_hutchinson(model: nn.Module, x, y, num_samples: int = 100, see
 
     ``loss_fn(model) -> scalar`` overrides the default mean loss on (x, y).
     """
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2; got {num_samples}.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise ValueError(f"num_samples must be a whole number >= 2; got {num_samples!r}.")
+    if loss_fn is None:
+        check_inputs(model, x, y)
     params = [p for p in model.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(seed)
     with torch.enable_grad():

@@ -17,15 +17,24 @@ as ``train_loss``, ``test_error``, ``hessian_trace``, ``status``, ``message``.  
 Robustness: an exception in one config is caught inside the worker and lands in
 ``SweepResult.failed`` with its traceback; Ctrl-C (KeyboardInterrupt) stops the sweep, cancels
 what is still pending and returns everything finished so far with ``interrupted=True``.
+A worker process that dies (an out-of-memory kill, a segfault) takes loky's whole pool down;
+the sweep then starts a new pool for the configs that had not started, and reruns the ones
+that were running at the time one at a time, so only the config that kills its worker on its
+own is reported failed (:func:`_run_loky`).
 """
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 
 __all__ = ["SweepResult", "expand_grid", "run_sweep", "demo_train_fn"]
+
+BACKENDS = ("loky", "dask", "sequential")
 
 _FINAL_KEYS = ("train_loss", "test_error", "hessian_trace", "status", "message")
 
@@ -126,7 +135,15 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
     ``on_result(row)`` is called in the calling process as each config finishes (row = config +
     everything ``train_fn`` returned + ``seconds``), e.g. to save or plot partial results.
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(f"n_jobs must be a nonzero whole number (-1: all cores); got {n_jobs!r}.")
+    if not isinstance(base, dict):
+        raise TypeError(f"base must be a dict of settings; got {type(base).__name__}.")
     train_fn = train_fn or _default_train_fn()
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be callable; got {train_fn!r}.")
     configs = expand_grid(base, grid)
     result = SweepResult()
     bar = None
@@ -148,16 +165,7 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
             for cid, cfg in enumerate(configs):
                 handle(cid, *_safe_call(train_fn, cfg))
         elif backend == "loky":
-            from joblib import Parallel, delayed
-
-            par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
-            # each task returns its own id so results can be matched while streaming in
-            gen = par(delayed(_tagged)(train_fn, cid, cfg) for cid, cfg in enumerate(configs))
-            try:
-                for cid, ok, out, seconds in gen:
-                    handle(cid, ok, out, seconds)
-            finally:
-                gen.close()  # on interrupt: abort the remaining tasks
+            _run_loky(train_fn, configs, n_jobs, handle, done_ids)
         elif backend == "dask":
             from distributed import as_completed, get_client
 
@@ -176,8 +184,6 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
                 pending = [f for f, cid in futs.items() if cid not in done_ids]
                 if pending:
                     client.cancel(pending)
-        else:
-            raise ValueError(f"unknown backend {backend!r} (loky, dask or sequential)")
     except KeyboardInterrupt:
         result.interrupted = True
     except Exception as exc:  # the pool itself broke (e.g. a worker was killed)
@@ -196,8 +202,64 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
     return result
 
 
-def _tagged(train_fn, cid, config):
+def _tagged(train_fn, cid, config, marker_dir=None):
+    if marker_dir is not None:   # "started": tells a crash's suspects from the untouched
+        with open(os.path.join(marker_dir, str(cid)), "w"):
+            pass
     return (cid, *_safe_call(train_fn, config))
+
+
+def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
+    """Run on loky, surviving dead workers.
+
+    When a worker dies, loky aborts the whole pool (TerminatedWorkerError) and with it every
+    pending config. Each task leaves a marker file when it starts, so after a crash the
+    configs started but unfinished are the suspects (one of them killed its worker): the
+    untouched ones go to a new pool, and the suspects are rerun one per fresh single-worker
+    pool; one that dies alone is reported failed. Every crash isolates at least one config,
+    so this terminates.
+    """
+    from joblib import Parallel, delayed
+
+    marker_dir = tempfile.mkdtemp(prefix="sweep-started-")
+    try:
+        queue = list(range(len(configs)))   # to run in a shared pool
+        suspects: list[int] = []            # to run alone
+        while queue or suspects:
+            alone = not queue
+            batch = [suspects.pop(0)] if alone else queue
+            for cid in batch:
+                marker = os.path.join(marker_dir, str(cid))
+                if os.path.exists(marker):
+                    os.remove(marker)
+            # (a lone suspect still goes to a worker process: n_jobs=1 would run it here)
+            par = Parallel(n_jobs=2 if alone else n_jobs, backend="loky",
+                           return_as="generator_unordered")
+            # each task returns its own id so results can be matched while streaming in
+            gen = par(delayed(_tagged)(train_fn, cid, configs[cid], marker_dir)
+                      for cid in batch)
+            try:
+                for cid, ok, out, seconds in gen:
+                    handle(cid, ok, out, seconds)
+                queue = [] if not alone else queue
+            except Exception as exc:  # noqa: BLE001 - the pool broke: a worker died
+                if type(exc).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool"):
+                    raise
+                left = [cid for cid in batch if cid not in done_ids]
+                if alone:
+                    for cid in left:
+                        handle(cid, False, "the worker running this config died "
+                               f"(killed, e.g. out of memory, or crashed): {exc}",
+                               float("nan"))
+                    continue
+                started = {cid for cid in left
+                           if os.path.exists(os.path.join(marker_dir, str(cid)))}
+                suspects += sorted(started)
+                queue = [cid for cid in left if cid not in started]
+            finally:
+                gen.close()  # on interrupt: abort the remaining tasks
+    finally:
+        shutil.rmtree(marker_dir, ignore_errors=True)
 
 
 def demo_train_fn(config: dict) -> dict:
@@ -206,6 +268,9 @@ def demo_train_fn(config: dict) -> dict:
     """
     if config.get("fail"):
         raise RuntimeError(f"requested failure for {config}")
+    if config.get("kill"):   # as the kernel's OOM killer would: no exception, no cleanup
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(config.get("sleep", 0.0)))
     rho = float(config.get("rho", 0.0))
     seed = int(config.get("seed", 0))

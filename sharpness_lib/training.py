@@ -8,8 +8,10 @@ record per log point. Two interchangeable paths execute the steps:
 * ``engine="reference"``: plain torch -- the :class:`~sharpness_lib.sam.SAM` optimizer
   over ``torch.optim.SGD`` (or another base), one forward/backward per pass.
 * ``engine="numba"``: the compiled kernels of :mod:`sharpness_lib.engine` for the
-  2-layer architectures with the squared loss, matching the reference to 1e-6 (not the
-  standard-normalization archs "bn"/"ln", which always take the reference path).
+  2-layer architectures with the squared or the logistic loss (label smoothing) and every
+  base optimizer of :mod:`sharpness_lib.optimizers`, matching the reference to 1e-6 (not the
+  deep MLP-Bias or the standard-normalization archs "bn"/"ln", which always take the
+  reference path).
 
 ``engine="auto"`` (the default) takes the compiled path whenever it covers the run.
 The visiting order of each epoch comes from :class:`EpochOrders`, so both paths see the
@@ -31,7 +33,8 @@ import numpy as np
 import torch
 
 from ._validation import (ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES, check_choice, check_float,
-                          check_int, check_n)
+                          check_int, check_n, MAX_ABS_INIT, MAX_SEED)
+from .limits import check_memory, divergence_hint, exact_test_error
 from .data import (DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set,
                    sample_hypercube)
 from .losses import mean_loss
@@ -114,8 +117,7 @@ class TrainConfig:
                              f"{', '.join(sorted(names))}.")
         values = dict(values)
         if "phases" in values:
-            values["phases"] = tuple(p if isinstance(p, Phase) else Phase(**p)
-                                     for p in values["phases"] or ())
+            values["phases"] = tuple(_phase_from(p) for p in values["phases"] or ())
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -147,26 +149,24 @@ class TrainConfig:
         c.d = check_int("d", c.d, 2)
         c.n = check_n(c.n, c.d) if c.dataset == "xor" else check_int("n", c.n, 1)
         c.width = check_int("width", c.width, 1)
-        c.seed = check_int("seed", c.seed, 0)
+        c.seed = check_int("seed", c.seed, 0, MAX_SEED)
         c.wd = check_float("wd (weight decay)", c.wd, 0.0)
-        c.init_scale = check_float("init_scale", c.init_scale, 0.0, low_open=True)
+        c.init_scale = check_float("init_scale", c.init_scale, 0.0, MAX_ABS_INIT, low_open=True)
         c.first_layer_scale = check_float("first_layer_scale", c.first_layer_scale, 0.0,
-                                          low_open=True)
+                                          MAX_ABS_INIT, low_open=True)
         c.depth = check_int("depth", c.depth, 2)
         c.eps = check_float("eps", c.eps, 0.0, low_open=True)
-        c.gamma_init = check_float("gamma_init", c.gamma_init)
+        c.gamma_init = check_float("gamma_init", c.gamma_init, -MAX_ABS_INIT, MAX_ABS_INIT)
         c.label_smoothing = check_float("label_smoothing", c.label_smoothing, 0.0, 1.0)
         c.test_samples = check_int("test_samples", c.test_samples, 1)
         if c.stop_loss is not None:
             c.stop_loss = check_float("stop_loss", c.stop_loss, 0.0, low_open=True)
-        if not isinstance(c.optimizer_options, dict):
-            raise ValueError("optimizer_options must be a dict of hyperparameters, e.g. "
-                             f"{{'final_lr': 0.01}}; got {c.optimizer_options!r}.")
-        c.optimizer_options = dict(c.optimizer_options)
-        optimizers.get_spec(c.optimizer).kwargs(1.0, 0.0, **c.optimizer_options)  # names
+        # names, types and ranges, for the engine and the reference path alike
+        c.optimizer_options = optimizers.validate_options(c.optimizer, c.optimizer_options)
         if c.project_norm is not None:
             c.project_norm = check_float("project_norm", c.project_norm, 0.0, low_open=True)
         if c.phases:
+            c.phases = tuple(_phase_from(p) for p in c.phases)
             c.phases = tuple(Phase(check_int("phase epochs", p.epochs, 0),
                                    check_float("lr", p.lr, 0.0, low_open=True),
                                    check_float("rho", p.rho, 0.0)) for p in c.phases)
@@ -251,7 +251,7 @@ class TrainConfig:
         if c.dataset != "xor":
             out["dataset"] = c.dataset
         out.update(d=c.d, n=c.n, seed=c.seed)
-        if c.d > 20 or c.dataset != "xor":
+        if c.dataset != "xor" or not exact_test_error(c.d, c.test_samples):
             out["test_samples"] = c.test_samples
         return out
 
@@ -284,6 +284,17 @@ def fresh_points(cfg: TrainConfig) -> torch.Tensor:
     """The FRESH_POINTS hypercube points of the memorization diagnostics (own seed stream)."""
     rng = np.random.default_rng([cfg.seed, 0xF2E5])
     return torch.as_tensor(sample_hypercube(FRESH_POINTS, cfg.d, rng), dtype=torch.float64)
+
+
+def _phase_from(p) -> Phase:
+    """A Phase from a Phase or a dict {"epochs", "lr", "rho" (optional)}."""
+    if isinstance(p, Phase):
+        return p
+    if not isinstance(p, dict) or not {"epochs", "lr"} <= set(p) or set(p) - {"epochs", "lr",
+                                                                              "rho"}:
+        raise ValueError("each phase must be a dict with keys epochs, lr and optionally rho; "
+                         f"got {p!r}.")
+    return Phase(**p)
 
 
 class EpochOrders:
@@ -480,7 +491,8 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
     with torch.no_grad():
         f = model(data.x)
         loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
-        train_err = float((f * data.y <= 0).to(torch.float64).mean())
+        # written as "not > 0" so that a NaN output counts as an error, not as correct
+        train_err = float((~(f * data.y > 0)).to(torch.float64).mean())
     te = testset.error(model)
     extra = {}
     if cfg.dataset != "xor":  # real-valued labels: the test squared error too
@@ -517,6 +529,7 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                          f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
                          "use engine 'auto' or 'reference'.")
     use_engine = engine == "numba" or (engine == "auto" and engine_supports(cfg))
+    check_memory(cfg)   # refuse up front what cannot fit, instead of a MemoryError later
     if until is not None:
         until = check_int("until", until, 1, cfg.epochs)
     data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
@@ -560,7 +573,7 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                         p.copy_(s)
                 status = "diverged"
                 message = (f"diverged between epochs {epoch} and {epoch + k}: the loss became "
-                           f"NaN or infinite (lr {phase.lr:g} may be too large); the history up "
+                           f"NaN or infinite ({divergence_hint(cfg)}); the history up "
                            f"to epoch {epoch} is kept and the model restored to it.")
                 if history[-1]["epoch"] != epoch:
                     log(epoch, pi, phase)
