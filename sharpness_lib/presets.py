@@ -32,9 +32,9 @@ def _p(name, figure, description, notes="", **cfg) -> Preset:
 
 
 _INIT_NOTE = ("The paper does not state its initialization; we use PyTorch's default "
-              "(init_scale 1). The outcome of 1-SAM on 2-MLP-Bias depends on it: measured "
-              "here (seed 0, width 512), test error 0.29 at init 1, 0.05 at 0.5 and 0.00 at "
-              "0.3 (see the Scenario II chapter).")
+              "(init_scale 1). The outcome of 1-SAM on 2-MLP-Bias depends on it: the "
+              "Scenario II chapter maps it over init scale x rho (stored runs in "
+              "results/phase/, made by `make reproduce`).")
 
 _PRESETS = [
     _p("fig1a", "1a", "2-MLP-No-Bias, GD with weight decay: generalizes (Scenario I).",
@@ -290,12 +290,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}.")
     return PRESETS[name]
-
-
-def register_preset(preset: Preset) -> Preset:
-    """Add a preset (e.g. a shorter schedule used by the book); names must be new."""
-    if preset.name in PRESETS:
-        raise ValueError(f"a preset named {preset.name!r} already exists.")
-    preset.config.validate()
-    PRESETS[preset.name] = preset
-    return preset
