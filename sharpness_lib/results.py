@@ -386,3 +386,31 @@ def figure_with_caption(runs: dict, metrics=("train_loss", "test_error", "hessia
     text = "  \n".join(f"**{label}.** " + caption(require(study, name, root))
                        for label, (study, name) in runs.items())
     return text, paper_figure(runs, metrics=metrics, root=root, title=title)
+
+
+_SHORT_ARCH = {"nobias": "No-Bias", "bias": "Bias", "sbn": "Sim-BN", "sln": "Sim-LN",
+               "softplus": "softplus Bias", "deep_bias": "depth-3 Bias"}
+
+
+def paper_rows(root=DEFAULT_ROOT) -> list[dict]:
+    """One row per stored paper run (preset x seed): the figure's setting, the algorithm
+    (1-SAM or the baseline) and the final test error and trace, for a strip figure."""
+    from .presets import get_preset
+
+    out = []
+    for name in reproduce.PAPER_PRESETS:
+        preset = get_preset(name)
+        cfg = preset.config
+        setting = _SHORT_ARCH.get(cfg.arch, cfg.arch) + "".join(
+            extra for flag, extra in ((cfg.loss == "logistic", ", logistic"),
+                                      (cfg.dataset == "ball", ", ball"),
+                                      (cfg.project_norm is not None, ", projected"))
+            if flag) + f" (Fig. {preset.figure.rstrip('ab')})"
+        for rec in load("paper", name, root):
+            out.append({"setting": setting, "preset": name, "seed": rec["seed"],
+                        "algorithm": "1-SAM" if cfg.algo in ("sam1", "msam") else
+                        "GD/SGD + WD",
+                        "test_error": rec["final"]["test_error"],
+                        "hessian_trace": rec["final"]["hessian_trace"],
+                        "status": rec["status"]})
+    return out
