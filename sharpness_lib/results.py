@@ -414,3 +414,20 @@ def paper_rows(root=DEFAULT_ROOT) -> list[dict]:
                         "hessian_trace": rec["final"]["hessian_trace"],
                         "status": rec["status"]})
     return out
+
+
+def glue_stats(glue, names, study: str = "paper", root=DEFAULT_ROOT) -> dict:
+    """Hand each stored run's final test error (mean, min, max) and mean trace to the
+    page's text: ``glue`` is myst-nb's (names ``ps_<name>_err``, ``_err_min``,
+    ``_err_max``, ``_tr``). Returns ``{name: {"err": stats, "tr": stats}}``."""
+    out = {}
+    for name in names:
+        err = stats(study, name, "test_error", root=root)
+        tr = stats(study, name, "hessian_trace", root=root)
+        key = f"ps_{name}".replace("-", "_").replace(".", "_")
+        glue(f"{key}_err", err["mean"], display=False)
+        glue(f"{key}_err_min", err["min"], display=False)
+        glue(f"{key}_err_max", err["max"], display=False)
+        glue(f"{key}_tr", tr["mean"], display=False)
+        out[name] = {"err": err, "tr": tr}
+    return out
