@@ -20,16 +20,22 @@ cache-load time.
 
     python benchmarks/bench_engine.py           # ~1-2 minutes
     python benchmarks/bench_engine.py --long    # 10x more steps per measurement
+    python benchmarks/bench_engine.py --json benchmarks/engine_benchmark.json   # store it
+
+The stored file is what the book's reproducing chapter shows (the one copy of these numbers).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
 
+import numba
 import numpy as np
 import torch
 
@@ -195,6 +201,17 @@ def compile_seconds():
     return out
 
 
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def fmt_time(steps_per_s, steps=1e7):
     s = steps / steps_per_s
     return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min"
@@ -209,7 +226,14 @@ def main(argv=None):
     ap.add_argument("--optimizers", default="adam,momentum,adagrad,adabound,adashift",
                     help="base optimizers of the dense-path table (first one for every arch, "
                          "all for 'bias'); empty to skip")
+    ap.add_argument("--json", metavar="PATH", help="also write every number to this JSON file")
     args = ap.parse_args(argv)
+    store = {"settings": {"d": D, "n": N, "width": M, "dtype": "float64", "reps": args.reps,
+                          "long": args.long},
+             "machine": {"cpus": os.cpu_count(), "processor": _cpu_name(),
+                         "python": platform.python_version(), "torch": torch.__version__,
+                         "numba": numba.__version__, "numpy": np.__version__},
+             "date": time.strftime("%Y-%m-%d", time.gmtime())}
     mult = 10 if args.long else 1
     torch.set_default_dtype(torch.float64)
     rng = np.random.default_rng(0)
@@ -217,9 +241,10 @@ def main(argv=None):
     Y = X[:, 0] * X[:, 1]
     Xt, Yt = torch.tensor(X), torch.tensor(Y)
     print(f"d={D} n={N} width={M} float64, cores={os.cpu_count()}, torch {torch.__version__}, "
-          f"numba threads={engine.numba.config.NUMBA_NUM_THREADS}")
+          f"numba threads={numba.config.NUMBA_NUM_THREADS}")
     if not args.no_compile:
         cs = compile_seconds()
+        store["compile_seconds"] = cs
         print("engine.warmup(): " + ", ".join(f"{k} {v:.1f} s" for k, v in cs.items()))
     engine.warmup()
 
@@ -243,11 +268,8 @@ def main(argv=None):
 
     sbn_dense = None
     if "sbn" in args.archs.split(","):
-        engine._NO_PM = True  # the dense statistics (what non +-1 inputs get)
-        try:
-            sbn_dense = engine_rate("sbn", X, Y, 3 * mult, args.reps, rng)
-        finally:
-            engine._NO_PM = False
+        # the dense statistics (what non +-1 inputs get)
+        sbn_dense = engine_rate("sbn", X, Y, 3 * mult, args.reps, rng, pm_tables=False)
 
     base = rows[0][1][1] if rows else 1.0
     hdr = (f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s} "
@@ -261,6 +283,10 @@ def main(argv=None):
               f"{many[1]:10,.0f} {many[2]:10,.0f} {many[2] / many[1]:6.2f} {fmt_time(eng1):>15s} "
               f"{fmt_time(naive[1]):>13s}")
     del base
+    store["sam1"] = [{"arch": arch, "naive_1t": naive[1], "naive_2t": naive[2], "engine": eng1,
+                      "runs8_1t": many[1], "runs8_2t": many[2]}
+                     for arch, naive, eng1, many in rows]
+    store["sbn_dense"] = sbn_dense
     if sbn_dense is not None:
         nv = rows[[r[0] for r in rows].index("sbn")][1][1]
         print(f"{'sbn dense':9s} {'':9s} {'':9s} {sbn_dense:9,.0f} {sbn_dense / nv:7.1f}x   "
@@ -272,6 +298,7 @@ def main(argv=None):
               "steps/s, 1 thread")
         print(f"{'arch':9s} {'optimizer':9s} {'torch':>9s} {'engine':>9s} {'x torch':>8s}")
         torch.set_num_threads(1)
+        store["optimizers"] = []
         for arch in args.archs.split(","):
             for opt in (opts if arch == "bias" else opts[:1]):
                 lr = 1e-3
@@ -281,12 +308,15 @@ def main(argv=None):
                 er = engine_rate(arch, X, Y, (1 if arch == "sbn" else 5) * mult, args.reps, rng,
                                  optimizer=opt)
                 print(f"{arch:9s} {opt:9s} {tr:9,.0f} {er:9,.0f} {er / tr:7.1f}x", flush=True)
+                store["optimizers"].append({"arch": arch, "optimizer": opt, "torch": tr,
+                                            "engine": er})
 
     if "bias" in args.archs.split(","):
         p = make_params("bias", rng)
         order = np.concatenate([rng.permutation(N) for _ in range(20 * mult)])
         npr = max(numpy_sam1_bias(p["W1"], p["b1"], p["W2"], X, Y, order)
                   for _ in range(args.reps))
+        store["numpy_bias"] = npr
         print(f"\nnumpy per-sample rank-1 1-SAM (bias): {npr:,.0f} steps/s "
               f"(engine {rows[[r[0] for r in rows].index('bias')][2] / npr:.0f}x faster)")
 
@@ -295,6 +325,7 @@ def main(argv=None):
     print(f"{'arch':9s} {'naive 1t':>9s} {'naive 2t':>9s} {'engine':>9s} {'x naive':>8s} "
           f"{'1-SAM ep/s':>10s} {'GD/1-SAM':>9s}")
     sam_ep = {r[0]: r[2] / N for r in rows}
+    store["gd"] = []
     for arch in args.archs.split(","):
         g = {}
         for th in (1, 2):
@@ -306,6 +337,13 @@ def main(argv=None):
         se = sam_ep.get(arch)
         tail = f" {se:10,.0f} {e / se:9.2f}" if se else ""
         print(f"{arch:9s} {g[1]:9,.0f} {g[2]:9,.0f} {e:9,.0f} {e / g[1]:7.1f}x" + tail)
+        store["gd"].append({"arch": arch, "naive_1t": g[1], "naive_2t": g[2], "engine": e,
+                            "sam1_epochs": se})
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(store, fh, indent=1)
+            fh.write("\n")
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":

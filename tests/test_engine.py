@@ -113,13 +113,13 @@ def assert_close(got, want, start, rtol=1e-6):
     assert moved > 1e-3, f"parameters hardly moved ({moved:.2e})"
 
 
-def check(arch, algo, E=10, seed=0, prob=None, **kw):
+def check(arch, algo, E=10, seed=0, prob=None, pm_tables=True, **kw):
     X, Y, p0 = prob or make_problem(arch, seed=seed)
     n = X.shape[0]
     orders = orders_for(E, n, seed + 1)
     want = ref_train(p0, X, Y, orders, arch=arch, algo=algo, **kw)
     got = {k: v.copy() for k, v in p0.items()}
-    st = engine.run_epochs(got, X, Y, orders, arch=arch, algo=algo, **kw)
+    st = engine.run_epochs(got, X, Y, orders, arch=arch, algo=algo, pm_tables=pm_tables, **kw)
     assert st.finite and st.epochs_done == E, st
     assert_close(got, want, p0)
     return got
@@ -302,7 +302,7 @@ def test_run_many_matches_sequential():
 
 
 # ------------------------------------------------------------------------------ Sim-BN statistics
-def test_sbn_pm_tables_agree_with_dense_statistics(monkeypatch):
+def test_sbn_pm_tables_agree_with_dense_statistics():
     """For a +-1 design the Sim-BN 1-SAM kernel tabulates sign patterns (``_sbn_stats_pm``);
     the dense loops give the same run to rounding.  Shapes with ragged groups: d' = 41 (11
     column groups, two chunks of 8), n = 50 (13 row groups)."""
@@ -311,22 +311,20 @@ def test_sbn_pm_tables_agree_with_dense_statistics(monkeypatch):
     kw = dict(arch="sbn", algo="sam1", lr=0.02, rho=0.1, wd=0.01)
     a = {k: v.copy() for k, v in p0.items()}
     assert engine.run_epochs(a, X, Y, orders, **kw).finite
-    monkeypatch.setattr(engine, "_NO_PM", True)
     b = {k: v.copy() for k, v in p0.items()}
-    assert engine.run_epochs(b, X, Y, orders, **kw).finite
+    assert engine.run_epochs(b, X, Y, orders, pm_tables=False, **kw).finite
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-11, atol=1e-13, err_msg=k)
     assert_close(a, ref_train(p0, X, Y, orders, **kw), p0)
 
 
 @pytest.mark.parametrize("no_pm", [False, True])
-def test_sbn_sam1_general_inputs(monkeypatch, no_pm):
+def test_sbn_sam1_general_inputs(no_pm):
     """Inputs that are not +-1 (dense statistics) and, with the pm path forced off, +-1 ones."""
     X, Y, p0 = make_problem("sbn", seed=4)
     if not no_pm:
         X = X * np.random.default_rng(4).uniform(0.5, 1.5, size=X.shape)
-    monkeypatch.setattr(engine, "_NO_PM", no_pm)
-    check("sbn", "sam1", prob=(X, Y, p0), lr=0.02, rho=0.1, wd=0.01)
+    check("sbn", "sam1", prob=(X, Y, p0), lr=0.02, rho=0.1, wd=0.01, pm_tables=not no_pm)
 
 
 # ------------------------------------------------------------------------------ logistic loss
@@ -355,11 +353,13 @@ def test_logistic_matches_naive_reference(arch, algo, bs):
 
 
 # ------------------------------------------------------------------------------ dense optimizers
-def test_optimizer_defaults_match_registry():
+def test_engine_covers_every_registry_optimizer():
+    """The engine takes its hyperparameters from the registry; a base optimizer added to
+    ``BASE_OPTIMIZERS`` without an update kernel makes this fail."""
     from sharpness_lib.optimizers import BASE_OPTIMIZERS
-    assert set(engine.OPTIMIZERS) == set(BASE_OPTIMIZERS)
-    for name, (_, hyper) in engine._OPTIMIZERS.items():
-        assert dict(hyper) == dict(BASE_OPTIMIZERS[name].hyper), name
+    assert engine.OPTIMIZERS == tuple(BASE_OPTIMIZERS)
+    for name, spec in BASE_OPTIMIZERS.items():
+        assert engine.supports("bias", "sam1", optimizer=name, options=dict(spec.hyper)), name
 
 
 @pytest.mark.parametrize("optimizer,options", [("adam", {}), ("adashift", {"keep_num": 3}),
