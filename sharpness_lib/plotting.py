@@ -6,10 +6,11 @@ A *history* is a list of dicts, one per log point, with keys
 
 Several histories of the same setting (seeds) may be passed as a list; they are drawn as a mean
 line with a shaded band. Every builder here is pure (no kernel, no widgets, no I/O), so it works
-in a plain Python session and in tests; only :func:`use_book_renderer` touches IPython.
+in a plain Python session and in tests. Markdown tables live in :mod:`sharpness_lib.tables`,
+captions in :mod:`sharpness_lib.captions`, the renderer in :mod:`sharpness_lib.renderer`.
 
 Static book pages must stay small and work offline: figures are emitted as HTML *without*
-plotly.js (the book serves one copy, see ``book/_ext/offline_assets.py``), traces are
+plotly.js (:mod:`sharpness_lib.renderer`), traces are
 downsampled to at most ``max_points`` points and stored as float32 (plotly encodes numpy arrays
 as base64), and axis labels avoid LaTeX so MathJax is not needed inside figures.
 """
@@ -25,8 +26,23 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+# Tables, captions and the renderer have their own modules; they are re-exported here so that
+# ``from sharpness_lib.plotting import caption, markdown_table, use_book_renderer`` keeps
+# working in chapters written before the split.
+from .captions import caption
+from .captions import format_value as _fmt
+from .figure_style import DEFAULT_MAX_POINTS, PALETTE, _f32, _rgba, _to_numpy, color_for
+from .network_figures import (
+    column_norm_figure,
+    memorization_regions_figure,
+    neuron_weights_figure,
+)
+from .renderer import RENDERER_NAME, figure_mimebundle, in_book_build, use_book_renderer
+from .tables import MarkdownTable, markdown_table
+
 __all__ = [
     "METRICS",
+    "MarkdownTable",
     "RENDERER_NAME",
     "caption",
     "color_for",
@@ -34,6 +50,7 @@ __all__ = [
     "figure_mimebundle",
     "history_figure",
     "in_book_build",
+    "markdown_table",
     "memorization_regions_figure",
     "neuron_weights_figure",
     "rescaling_figure",
@@ -43,8 +60,6 @@ __all__ = [
     "use_book_renderer",
 ]
 
-RENDERER_NAME = "sharpness_book"
-
 # metric key -> (panel title, log-y?)
 METRICS: dict[str, tuple[str, bool]] = {
     "train_loss": ("Training loss", True),
@@ -52,103 +67,12 @@ METRICS: dict[str, tuple[str, bool]] = {
     "hessian_trace": ("Sharpness Tr ∇²L", True),
     "min_sharpness": ("Minimum sharpness", True),
     "test_mse": ("Test squared error", True),
+    # memorization diagnostics (sharpness_lib.memorization), logged by stored long runs
+    "active_per_train_point": ("Active neurons per training point", True),
+    "active_per_fresh_point": ("Active neurons per fresh point", True),
+    "points_per_neuron": ("Training points per live neuron", True),
+    "median_abs_f_fresh": ("Median |f| on fresh points", False),
 }
-
-# Plotly's default qualitative palette, fixed here so colours do not depend on the template.
-PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-)
-
-DEFAULT_MAX_POINTS = 250  # a panel is ~250 px wide: more points only add page weight
-
-
-# ----------------------------------------------------------------------------- renderer
-# Set (to "1") by the book's Sphinx extension (book/_ext/offline_assets.py) in the
-# jupyter-book process; kernels it starts inherit it.
-BUILD_ENV_VAR = "SHARPNESS_BOOK_BUILD"
-_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def in_book_build() -> bool:
-    """True while a chapter is being executed by ``jupyter-book build``."""
-    import os
-
-    return os.environ.get(BUILD_ENV_VAR) == "1"
-
-
-def figure_mimebundle(fig) -> dict:
-    """The MIME bundle the book shows for ``fig`` (used by the renderer and the UI panel).
-
-    * During the book build: ``text/html`` without plotly.js and without a MathJax CDN tag; the
-      book loads one local ``plotly.min.js`` on pages that have a figure. (myst-nb cannot render
-      plotly's own MIME type, and the stock HTML renderers either inline 4.8 MB of plotly.js per
-      figure page or load it from a CDN.)
-    * In a live kernel (JupyterLab, Notebook 7, VS Code): plotly's JSON MIME type only, which
-      those frontends render natively; HTML without plotly.js would be blank there. Sending
-      both is not an option: myst-nb warns about the JSON type, which fails ``-W`` builds.
-    """
-    import json
-
-    import plotly.io as pio
-
-    fig_dict = fig if isinstance(fig, dict) else fig.to_dict()
-    if in_book_build():
-        layout = fig_dict.get("layout", {})
-        html = pio.to_html(
-            fig_dict,
-            config=_PLOTLY_CONFIG,
-            include_plotlyjs=False,
-            include_mathjax=False,
-            full_html=False,
-            default_width="100%",
-            default_height=layout.get("height") or 450,
-            validate=False,
-        )
-        return {"text/html": html}
-    fig_json = json.loads(pio.to_json(fig_dict, validate=False))
-    fig_json["config"] = dict(_PLOTLY_CONFIG)
-    return {"application/vnd.plotly.v1+json": fig_json}
-
-
-def use_book_renderer() -> str:
-    """Register the book's plotly renderer and make it the default inside IPython.
-
-    Call it in the hidden first cell (tag ``remove-cell``) of every chapter. Figures then show
-    as :func:`figure_mimebundle` describes: offline-ready HTML in the built book, plotly's native
-    MIME type in a live session.
-
-    Outside IPython (plain ``python``) the renderer is registered but the default is left
-    alone, so ``fig.show()`` keeps working as before. Returns the active default renderer name.
-    """
-    import plotly.io as pio
-    from plotly.io.base_renderers import MimetypeRenderer
-
-    class BookRenderer(MimetypeRenderer):
-        def to_mimebundle(self, fig_dict):
-            return figure_mimebundle(fig_dict)
-
-    pio.renderers[RENDERER_NAME] = BookRenderer()
-    try:
-        from IPython import get_ipython  # the only IPython import in this module
-    except ImportError:  # pragma: no cover - IPython ships with the book's requirements
-        return pio.renderers.default
-    if get_ipython() is not None:
-        pio.renderers.default = RENDERER_NAME
-    return pio.renderers.default
-
-
-# ----------------------------------------------------------------------------- helpers
-def color_for(index: int) -> str:
-    """Palette colour number ``index`` (cycled)."""
-    return PALETTE[index % len(PALETTE)]
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
 
 def _is_history(obj: Any) -> bool:
     """A history is a (possibly empty) sequence of dicts."""
@@ -231,10 +155,6 @@ def _downsample(n: int, max_points: int) -> np.ndarray:
     return idx
 
 
-def _f32(a) -> np.ndarray:
-    return np.asarray(a, dtype=np.float32)
-
-
 def _add_run_traces(
     fig: go.Figure,
     label: str,
@@ -276,6 +196,7 @@ def _add_run_traces(
                 y=_f32(np.concatenate([hi, lo[::-1]])),
                 fill="toself",
                 fillcolor=_rgba(color, 0.18),
+                mode="lines",  # without it plotly draws markers while a run has < 20 points
                 line={"width": 0},
                 hoverinfo="skip",
                 name=f"{label} (band)",
@@ -485,295 +406,6 @@ def _fix_ranges(fig: go.Figure, metrics: Sequence[str]) -> None:
             fig.update_yaxes(range=[0, max(hi * 1.05, 0.05)], row=1, col=col)
 
 
-def _fmt(v: Any) -> str:
-    """Compact number formatting for captions and slider labels (100000 -> 1e5)."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        v = int(v)
-        if abs(v) >= 10_000:
-            mant, exp = f"{v:e}".split("e")
-            mant = mant.rstrip("0").rstrip(".")
-            return f"{mant}e{int(exp)}"
-        return str(v)
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):g}"
-    return str(v)
-
-
-# Display names and order for caption(); unknown keys follow in their own order.
-_CAPTION_KEYS = {
-    "arch": "architecture", "architecture": "architecture", "width": "width m",
-    "bias": "bias", "norm": "normalization", "normalization": "normalization",
-    "activation": "activation", "algorithm": "algorithm", "algo": "algorithm",
-    "optimizer": "base optimizer", "batch_size": "batch", "schedule": "schedule",
-    "lr": "lr η", "rho": "ρ", "weight_decay": "weight decay", "wd": "weight decay",
-    "init_scale": "init scale", "epochs": "epochs",
-    "d": "d", "n": "n", "seed": "seed", "seeds": "seeds",
-}
-
-
-def caption(config: Any, *, seeds: Sequence[int] | None = None, label: str | None = None,
-            html: bool = False) -> str:
-    """A one-line summary of a run's hyperparameters, to print next to its figure.
-
-    Returns Markdown (``**lr η** 0.01 · **ρ** 0.05 · …``; display it with
-    ``IPython.display.Markdown``) or, with ``html=True``, the same as an HTML ``<p>``.
-    Keys with value ``None`` are skipped; lists (schedules) are joined with ``→``.
-    """
-    if hasattr(config, "summary"):  # a TrainConfig: only the settings that matter
-        config = config.summary()
-    if seeds is not None:  # several seeds of one config: list them instead of the one seed
-        config = {k: v for k, v in config.items() if k != "seed"}
-        config["seeds"] = ", ".join(map(str, seeds))
-    order = list(dict.fromkeys([k for k in _CAPTION_KEYS if k in config] + list(config)))
-    parts = []
-    for k in order:
-        v = config[k]
-        if v is None:
-            continue
-        if isinstance(v, (list, tuple)):
-            val = " → ".join(_fmt(x) for x in v)
-        else:
-            val = _fmt(v)
-        name = _CAPTION_KEYS.get(k, str(k).replace("_", " "))
-        parts.append(f"<b>{name}</b> {val}" if html else f"**{name}** {val}")
-    body = " · ".join(parts)
-    if label:
-        body = f"<b>{label}</b>: {body}" if html else f"**{label}**: {body}"
-    return f'<p class="run-caption">{body}</p>' if html else body
-
-
-def _to_numpy(a: Any) -> np.ndarray:
-    """numpy view of a numpy array, nested list or torch tensor (no torch import needed)."""
-    if hasattr(a, "detach"):
-        a = a.detach().cpu().numpy()
-    return np.asarray(a, dtype=float)
-
-
-def column_norm_figure(W1: Any, *, highlight: Sequence[int] = (0, 1), title: str | None = None) -> go.Figure:
-    """Bar chart of the column norms ||W1[:, k]|| of the first-layer weight (Figure 2b).
-
-    ``W1`` has shape (width m, input dim d) (torch ``nn.Linear`` convention). Bars are indexed by
-    input coordinate k = 1..d; the label-relevant coordinates ``highlight`` (0-based; default
-    x1, x2) are coloured differently. In the paper, after 1-SAM on 2-MLP-Sim-BN these two columns
-    have norm ≈ 42.5 and all others ≤ 5.7.
-    """
-    W = _to_numpy(W1)
-    if W.ndim != 2:
-        raise ValueError(f"W1 must be a 2-D (width, d) array, got shape {W.shape}")
-    norms = np.linalg.norm(W, axis=0)
-    d = norms.size
-    colors = [PALETTE[1] if k in set(highlight) else PALETTE[7] for k in range(d)]
-    fig = go.Figure(
-        go.Bar(
-            x=np.arange(1, d + 1),
-            y=_f32(norms),
-            marker_color=colors,
-            hovertemplate="column %{x}: norm %{y:.3g}<extra></extra>",
-            name="column norm",
-        )
-    )
-    fig.update_layout(
-        title=title or "Column norms of the first-layer weight W1",
-        xaxis_title="input coordinate k",
-        yaxis_title="||W1[:, k]||",
-        template="plotly_white",
-        height=340,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
-        showlegend=False,
-    )
-    fig.update_xaxes(dtick=1 if d <= 40 else None)
-    return fig
-
-
-def neuron_weights_figure(
-    W1: Any, W2: Any, k: int = 4, *, b1: Any | None = None, title: str | None = None
-) -> go.Figure:
-    """Heatmap of the first-layer weights of the k most important neurons (Figure 2b).
-
-    Importance of neuron j is |W2_j| · ||W1_j|| (its output weight times its input-weight norm).
-    Rows are the selected neurons (largest first), columns the input coordinates 1..d, plus a
-    ``bias`` column when ``b1`` is given. After 1-SAM on Sim-BN the top four rows read ±x1 ± x2:
-    two large entries in columns 1-2 with the four sign patterns, near zero elsewhere.
-    """
-    W = _to_numpy(W1)
-    a = _to_numpy(W2).reshape(-1)
-    if W.ndim != 2:
-        raise ValueError(f"W1 must be a 2-D (width, d) array, got shape {W.shape}")
-    m, d = W.shape
-    if a.size != m:
-        raise ValueError(f"W2 must have width {m} entries (one per neuron), got {a.size}")
-    if not 1 <= k <= m:
-        raise ValueError(f"k must be between 1 and the width {m}, got {k}")
-    score = np.abs(a) * np.linalg.norm(W, axis=1)
-    top = np.argsort(-score, kind="stable")[:k]
-    z = W[top]
-    cols = [str(i) for i in range(1, d + 1)]
-    if b1 is not None:
-        b = _to_numpy(b1).reshape(-1)
-        if b.size != m:
-            raise ValueError(f"b1 must have width {m} entries, got {b.size}")
-        z = np.column_stack([z, b[top]])
-        cols.append("bias")
-    rows = [f"neuron {j} (W2={a[j]:+.2g})" for j in top]
-    zmax = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(
-        go.Heatmap(
-            z=_f32(z),
-            x=cols,
-            y=rows,
-            colorscale="RdBu",
-            zmid=0,
-            zmin=-zmax,
-            zmax=zmax,
-            colorbar={"title": {"text": "weight"}},
-            hovertemplate="%{y}<br>input %{x}: %{z:.3g}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=title or f"First-layer weights of the {k} largest neurons (|W2_j|·||W1_j||)",
-        xaxis_title="input coordinate",
-        template="plotly_white",
-        height=120 + 40 * k,
-        margin={"l": 160, "r": 20, "t": 60, "b": 50},
-    )
-    fig.update_yaxes(autorange="reversed")  # largest neuron on top
-    fig.update_xaxes(type="category")
-    return fig
-
-
-# ----------------------------------------------------------------------------- Figure 3
-def _disk_cap(a: np.ndarray, b: float, samples: int = 96) -> np.ndarray | None:
-    """Polygon of {z : |z| <= 1, a.z + b >= 0} (a circular segment), or None if empty."""
-    na = float(np.linalg.norm(a))
-    if na == 0:
-        return None if b < 0 else np.column_stack([np.cos(t := np.linspace(0, 2 * np.pi, samples)),
-                                                   np.sin(t)])
-    c = -b / na  # the chord sits at distance c from the centre along a / |a|
-    if c >= 1:
-        return None
-    half = np.pi if c <= -1 else float(np.arccos(c))
-    phi = float(np.arctan2(a[1], a[0]))
-    t = np.linspace(phi - half, phi + half, samples)
-    return np.column_stack([np.cos(t), np.sin(t)])
-
-
-def _first_layer(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    if isinstance(model, Sequence) and len(model) == 3:
-        W1, b1, W2 = model
-    else:
-        W1, b1, W2 = model.W1, model.b1, model.W2
-    W1, b1, W2 = _to_numpy(W1), _to_numpy(b1).reshape(-1), _to_numpy(W2).reshape(-1)
-    if W1.ndim != 2 or W1.shape[1] != 2 or b1.size != W1.shape[0] or W2.size != W1.shape[0]:
-        raise ValueError("each model must be a 2-layer net on 2-D inputs: W1 (m, 2), b1 (m,), "
-                         f"W2 (m,); got shapes {W1.shape}, {b1.shape}, {W2.shape}")
-    return W1, b1, W2
-
-
-def memorization_regions_figure(
-    points: Any,
-    labels: Any,
-    models_by_margin: Mapping[float, Any],
-    *,
-    title: str | None = None,
-    active: int = 0,
-    extent: float = 1.25,
-    circle_samples: int = 1440,
-    height: int = 560,
-) -> go.Figure:
-    """Figure 3 of Wen, Li & Ma (2023): where the neurons of a memorizing 2-MLP-Bias fire.
-
-    ``points`` (n, 2) are training inputs (the paper's picture: points on the unit circle),
-    ``labels`` their ±1 labels, and ``models_by_margin`` maps a margin ε to a 2-layer ReLU net
-    with bias on 2-D inputs -- an object with ``W1`` (m, 2), ``b1`` (m,), ``W2`` (m,) (e.g.
-    ``sharpness_lib.memorizing_solution(x, y, margin=ε)``) or a tuple ``(W1, b1, W2)``.
-
-    A slider switches between margins (precomputed, no kernel needed). Each step shades, in one
-    colour per neuron, the part of the unit disk where that neuron is active
-    ({z : W1_j·z + b1_j > 0}, a circular segment), draws in black the arcs of the unit circle
-    on which the network's output is non-zero, and reports in the title the fraction of the
-    circle on which the output is exactly 0 (there every prediction counts as an error). Axes
-    span [-extent, extent] with equal scales.
-    """
-    X = _to_numpy(points)
-    y = _to_numpy(labels).reshape(-1)
-    if X.ndim != 2 or X.shape[1] != 2 or y.size != X.shape[0]:
-        raise ValueError(f"points must be (n, 2) and labels (n,); got {X.shape} and {y.shape}")
-    if not isinstance(models_by_margin, Mapping) or not models_by_margin:
-        raise ValueError("models_by_margin must be a non-empty dict margin -> model")
-    margins = list(models_by_margin)
-    if not 0 <= active < len(margins):
-        raise ValueError(f"active must be in [0, {len(margins) - 1}], got {active}")
-    circle_samples = int(circle_samples)
-    if circle_samples < 8:
-        raise ValueError(f"circle_samples must be >= 8, got {circle_samples}")
-
-    theta = np.linspace(0, 2 * np.pi, circle_samples, endpoint=False)
-    circle = np.column_stack([np.cos(theta), np.sin(theta)])
-    fig = go.Figure()
-    owner: list[int] = []
-    fig.add_trace(go.Scatter(
-        x=_f32(np.append(circle[:, 0], 1.0)), y=_f32(np.append(circle[:, 1], 0.0)),
-        mode="lines", line={"color": PALETTE[7], "width": 1, "dash": "dot"},
-        name="unit circle", hoverinfo="skip"))
-    owner.append(-1)
-    titles = []
-    for v_idx, eps in enumerate(margins):
-        W1, b1, W2 = _first_layer(models_by_margin[eps])
-        for j in range(W1.shape[0]):
-            poly = _disk_cap(W1[j], float(b1[j]))
-            if poly is None:
-                continue  # never active on the disk
-            colour = color_for(j)
-            fig.add_trace(go.Scatter(
-                x=_f32(np.append(poly[:, 0], poly[0, 0])), y=_f32(np.append(poly[:, 1], poly[0, 1])),
-                fill="toself", fillcolor=_rgba(colour, 0.22), mode="lines",
-                line={"color": colour, "width": 1}, name=f"neuron {j + 1} active",
-                legendgroup="regions", showlegend=False, visible=(v_idx == active),
-                hovertemplate=f"neuron {j + 1} active (W2 = {W2[j]:+.3g})<extra></extra>"))
-            owner.append(v_idx)
-        f = np.maximum(circle @ W1.T + b1, 0) @ W2
-        nonzero = f != 0
-        arc = np.where(nonzero[:, None], circle, np.nan)
-        fig.add_trace(go.Scatter(
-            x=_f32(np.append(arc[:, 0], arc[0, 0])), y=_f32(np.append(arc[:, 1], arc[0, 1])),
-            mode="lines", line={"color": "black", "width": 4}, connectgaps=False,
-            name="output f ≠ 0 on the circle", showlegend=True, visible=(v_idx == active),
-            hoverinfo="skip"))
-        owner.append(v_idx)
-        zero_frac = 1.0 - float(nonzero.mean())
-        titles.append((title + "<br>" if title else "")
-                      + f"margin ε = {_fmt(eps)}: output exactly 0 on {100 * zero_frac:.1f}% "
-                      "of the circle")
-    for lab, colour, symbol in ((1, PALETTE[1], "circle"), (-1, PALETTE[0], "square")):
-        sel = y * lab > 0
-        if sel.any():
-            fig.add_trace(go.Scatter(
-                x=_f32(X[sel, 0]), y=_f32(X[sel, 1]), mode="markers",
-                marker={"color": colour, "size": 11, "symbol": symbol,
-                        "line": {"color": "white", "width": 1.5}},
-                name=f"training point, y = {lab:+d}",
-                hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>"))
-            owner.append(-1)
-    steps = [{"method": "update", "label": _fmt(eps),
-              "args": [{"visible": [o in (-1, v_idx) for o in owner]}, {"title.text": titles[v_idx]}]}
-             for v_idx, eps in enumerate(margins)]
-    fig.update_layout(
-        title={"text": titles[active]}, height=height, template="plotly_white",
-        sliders=[{"active": active, "currentvalue": {"prefix": "margin ε = "},
-                  "pad": {"t": 40}, "steps": steps}],
-        margin={"l": 40, "r": 20, "t": 70, "b": 40},
-        legend={"yanchor": "top", "y": 1.0, "x": 1.02},
-        hovermode="closest",
-    )
-    fig.update_xaxes(range=[-extent, extent], zeroline=False, title_text="x[1]",
-                     constrain="domain")
-    fig.update_yaxes(range=[-extent, extent], zeroline=False, scaleanchor="x", scaleratio=1,
-                     title_text="x[2]")
-    return fig
-
-
 def scatter_figure(
     groups: Mapping[str, tuple[Any, Any]],
     x_title: str,
@@ -940,35 +572,3 @@ def strip_figure(
                       margin={"l": 50, "r": 20, "t": 70 if title else 40, "b": 40},
                       legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
     return fig
-
-
-class MarkdownTable:
-    """Rows (dicts with the same keys) shown as a Markdown table in a notebook or the book.
-
-    Displays through ``_repr_markdown_``, so no IPython import is needed; ``str()`` gives the
-    Markdown text. Floats are rounded to ``digits`` significant digits.
-    """
-
-    def __init__(self, rows: Sequence[Mapping[str, Any]], digits: int = 4):
-        if not rows:
-            raise ValueError("a table needs at least one row.")
-        self.rows, self.digits = [dict(r) for r in rows], digits
-
-    def _cell(self, v: Any) -> str:
-        text = f"{v:.{self.digits}g}" if isinstance(v, (float, np.floating)) else str(v)
-        return text.replace("|", "\\|")
-
-    def __str__(self) -> str:
-        head = list(self.rows[0])
-        lines = ["| " + " | ".join(map(str, head)) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(self._cell(r.get(k, "")) for k in head) + " |"
-                  for r in self.rows]
-        return "\n".join(lines)
-
-    def _repr_markdown_(self) -> str:
-        return str(self)
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], digits: int = 4) -> MarkdownTable:
-    """Rows of results as a Markdown table (what the chapters print next to their figures)."""
-    return MarkdownTable(rows, digits)

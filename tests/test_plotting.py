@@ -260,15 +260,16 @@ def test_neuron_weights_figure_picks_largest_contributions():
 
 # ----------------------------------------------------------------------------- renderer
 def test_mimebundle_book_build_is_offline_html(monkeypatch):
+    from sharpness_lib import renderer
     fig = P.history_figure({"r": make_history()})
-    monkeypatch.setenv(P.BUILD_ENV_VAR, "1")
+    monkeypatch.setenv(renderer.BUILD_ENV_VAR, "1")
     bundle = P.figure_mimebundle(fig)
     assert list(bundle) == ["text/html"]  # myst-nb warns on any other type (fails -W)
     html = bundle["text/html"]
     assert "Plotly.newPlot(" in html  # marker the Sphinx extension looks for
     assert "cdn" not in html.lower() and "<script src" not in html
     assert len(html) < 100_000  # no plotly.js inlined
-    monkeypatch.delenv(P.BUILD_ENV_VAR)
+    monkeypatch.delenv(renderer.BUILD_ENV_VAR)
     live = P.figure_mimebundle(fig)
     assert list(live) == ["application/vnd.plotly.v1+json"]
     assert live["application/vnd.plotly.v1+json"]["data"]
@@ -391,3 +392,44 @@ def test_rescaling_figure_draws_curves_and_minima():
     assert fig.layout.xaxis.type == "log"
     with pytest.raises(ValueError, match="3 scales"):
         P.rescaling_figure([0.1, 1, 10], {"layer": [1, 2]})
+
+
+# ----------------------------------------------------------------------------- tables
+def _gfm_cells(line):
+    """Split one GFM table row the way a GFM renderer does: at every unescaped '|'."""
+    import re
+    parts = re.split(r"(?<!\\)\|", line)
+    assert parts[0] == "" and parts[-1] == "", line  # a row starts and ends with a pipe
+    return [p.strip() for p in parts[1:-1]]
+
+
+@pytest.mark.parametrize("text", ["max |f(x_i) - y_i|", "||∇f||²", "median |f|", "a\\|b",
+                                  "two\nlines", "plain"])
+def test_escape_cell_keeps_one_cell(text):
+    from sharpness_lib.tables import escape_cell
+    cell = escape_cell(text)
+    assert "\n" not in cell and "\r" not in cell
+    assert _gfm_cells(f"| {cell} |") == [cell]
+    assert cell.replace("\\|", "|") == text.replace("\\|", "|").replace("\n", " ")
+
+
+def test_markdown_table_escapes_headers_and_cells_alike():
+    from sharpness_lib.tables import markdown_table
+    rows = [{"max |f(x_i) - y_i|": "||∇f||²", "median |f|": 0.5, "n": 3},
+            {"max |f(x_i) - y_i|": "a|b", "median |f|": float("nan"), "n": None}]
+    lines = str(markdown_table(rows)).splitlines()
+    assert len(lines) == 4
+    for line in lines[:1] + lines[2:]:
+        assert len(_gfm_cells(line)) == 3, line
+    assert _gfm_cells(lines[0]) == ["max \\|f(x_i) - y_i\\|", "median \\|f\\|", "n"]
+    assert _gfm_cells(lines[2]) == ["\\|\\|∇f\\|\\|²", "0.5", "3"]
+    assert _gfm_cells(lines[3]) == ["a\\|b", "nan", "None"]
+    with pytest.raises(ValueError, match="at least one row"):
+        markdown_table([])
+
+
+def test_plotting_reexports_tables_captions_renderer():
+    from sharpness_lib import captions, renderer, tables
+    assert P.markdown_table is tables.markdown_table and "markdown_table" in P.__all__
+    assert P.caption is captions.caption and P.use_book_renderer is renderer.use_book_renderer
+    assert set(P.__all__) <= set(dir(P))
