@@ -20,6 +20,9 @@ The panel never imports the training code; it is handed a function ::
 ``run_fn`` runs in a background thread, so the kernel keeps processing widget events (the Stop
 click) while it trains. Nothing trains when a value changes, only on Run.
 
+Presets: ``presets={label: values}`` adds a "settings" menu above the controls; choosing an entry
+loads all its values (controls and pass-through keys, e.g. a multi-phase schedule) at once.
+
 Figures: the panel redraws a ``go.Figure`` (:func:`sharpness_lib.plotting.history_figure`) into an
 ``ipywidgets.Output`` at most every ``redraw_every`` seconds, overlaying "your run" on the
 precomputed ``compare_runs``. A ``go.FigureWidget`` would update more smoothly but its saved widget
@@ -29,6 +32,7 @@ Output approach adds only the figure's data (tens of kB).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -40,7 +44,7 @@ import ipywidgets as W
 
 from . import plotting
 
-__all__ = ["FIELDS", "ControlPanel", "basic_validate", "fake_run_fn"]
+__all__ = ["FIELDS", "ControlPanel", "basic_validate", "training_panel"]
 
 YOUR_RUN = "your run"
 YOUR_RUN_COLOR = "#111111"
@@ -148,7 +152,9 @@ class ControlPanel:
     ``ControlPanel(defaults, run_fn, compare_runs=None, validate_fn=None)``; display it as the
     last expression of a cell. ``compare_runs`` maps a label to a precomputed history (or list of
     histories) drawn under "your run". ``validate_fn(config)`` (default :func:`basic_validate`)
-    raises ``ValueError`` for invalid values before a thread is started.
+    raises ``ValueError`` for invalid values before a thread is started. ``presets`` maps a
+    menu label to a full set of values (same keys as ``defaults``); the menu starts on the
+    entry equal to ``defaults`` if there is one.
 
     Programmatic use (tests, scripted demos): ``panel.controls[key].value = ...``,
     ``panel.run()``, ``panel.stop()``, ``panel.wait()``; results in ``panel.history``,
@@ -166,6 +172,8 @@ class ControlPanel:
         show: tuple[str, ...] = (),
         title: str | None = None,
         redraw_every: float = 0.5,
+        presets: Mapping[str, Mapping[str, Any]] | None = None,
+        preset_notes: Mapping[str, str] | None = None,
     ):
         self.defaults = dict(defaults)
         self.run_fn = run_fn
@@ -195,30 +203,46 @@ class ControlPanel:
                 self.controls[f.key] = self._make_control(f, opts.get(f.key, f.options))
         self._set_defaults()
 
+        self.presets = {k: dict(v) for k, v in (presets or {}).items()}
+        self.preset_notes = dict(preset_notes or {})
+        self.preset_menu: W.Dropdown | None = None
+        if self.presets:
+            start = next((k for k, v in self.presets.items() if v == self.defaults), None)
+            self.preset_menu = W.Dropdown(
+                description="settings", options=list(self.presets), value=start,
+                style={"description_width": "110px"},
+                layout=W.Layout(width="auto", max_width="100%", grid_area="auto / 1 / auto / -1"))
+            self.preset_menu.observe(self._on_preset, names="value")
+
         self.run_button = W.Button(description="Run", button_style="primary", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
                                     disabled=True)
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
-                                        layout=W.Layout(width="320px"))
-        self.progress_label = W.Label(value="")
+                                        layout=W.Layout(width="320px", max_width="100%"))
+        self.progress_label = W.Label(value="", layout=W.Layout(min_width="0"))
         self.status_html = W.HTML(value=self._status_markup("idle", "Set values, then click Run."))
         self.output = W.Output(layout=W.Layout(min_height="380px"))
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
 
+        # auto-fill: as many 220 px columns as fit, so a narrow notebook (1024 px with the
+        # file browser open) wraps the controls instead of cutting the third column off
         grid = W.GridBox(
-            list(self.controls.values()),
-            layout=W.Layout(grid_template_columns="repeat(3, minmax(220px, 1fr))",
-                            grid_gap="4px 12px"),
+            ([self.preset_menu] if self.preset_menu else []) + list(self.controls.values()),
+            layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(220px, 1fr))",
+                            grid_gap="4px 12px", width="100%"),
         )
         header = [W.HTML(f"<b>{title}</b>")] if title else []
         self.widget = W.VBox(
             header + [
                 grid,
-                W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label]),
+                W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label],
+                       layout=W.Layout(flex_flow="row wrap", align_items="center",
+                                       width="100%")),
                 self.status_html,
                 self.output,
-            ]
+            ],
+            layout=W.Layout(width="100%", max_width="100%"),
         )
         self._redraw(force=True)
 
@@ -254,6 +278,30 @@ class ControlPanel:
                     )
             w.value = value
 
+    def _on_preset(self, change) -> None:
+        if change["new"] is not None:
+            self.load_preset(change["new"])
+
+    def load_preset(self, label: str) -> None:
+        """Put every value of preset ``label`` into the controls and the pass-through keys."""
+        if label not in self.presets:
+            raise ValueError(f"preset {label!r} is not one of the panel's {list(self.presets)}.")
+        values = self.presets[label]
+        old = self.defaults
+        try:
+            self.defaults = dict(values)
+            for key, w in self.controls.items():  # a key the preset lacks keeps its value
+                self.defaults.setdefault(key, w.value)
+            self._set_defaults()
+        except ValueError:
+            self.defaults = old
+            raise
+        if self.preset_menu is not None and self.preset_menu.value != label:
+            self.preset_menu.value = label
+        if not self.running:
+            note = self.preset_notes.get(label, "")
+            self._set_status("idle", f"Loaded the settings {label!r}. {note}".strip())
+
     def config(self) -> dict:
         """``defaults`` updated with the current widget values."""
         cfg = dict(self.defaults)
@@ -270,7 +318,7 @@ class ControlPanel:
             if self.validate_fn is not None:
                 self.validate_fn(cfg)
         except ValueError as exc:
-            self._finish("invalid", str(exc))
+            self._finish("invalid", str(exc))  # clears the previous run's progress
             return False
         with self._lock:
             self.history = []
@@ -354,6 +402,15 @@ class ControlPanel:
     def _finish(self, status: str, message: str) -> None:
         self.run_button.disabled = False
         self.stop_button.disabled = True
+        if status == "invalid":  # nothing ran with these values: no progress to show
+            self.progress.value = 0.0
+            self.progress.bar_style = ""
+            self.progress_label.value = ""
+        else:  # the run is over: epochs reached and time taken, no ETA
+            last = self.history[-1].get("epoch", 0) if self.history else 0
+            took = _fmt_seconds(time.monotonic() - self._t0)
+            self.progress_label.value = (f"epoch {last}/{self._epochs} · {took}" if self._epochs
+                                         else took)
         if status in ("completed",):
             self.progress.value = 1.0
             self.progress.bar_style = "success"
@@ -397,6 +454,13 @@ class ControlPanel:
             self.output.outputs = ()
             return
         fig = plotting.history_figure(runs, colors=colors)
+        # legend anchored to the bottom of the whole figure, under the "epoch" axis titles
+        # (placed relative to the plot area it covered them when the legend wrapped)
+        rows = 1 + len(runs) // 3
+        fig.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
+                                  "yanchor": "bottom", "x": 0},
+                          margin={"b": 60 + 22 * rows},
+                          height=(fig.layout.height or 450) + 22 * rows)
         self.figure = fig
         # Assigning .outputs (instead of `with self.output:`) is safe from the worker thread:
         # the context manager depends on the kernel's current parent message.
@@ -404,61 +468,80 @@ class ControlPanel:
         self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
 
 
-# ---------------------------------------------------------------------- demo / tests
-@dataclass
-class FakeResult:
-    status: str
-    message: str | None = None
+def _preset_values(config) -> dict:
+    """Panel values of a TrainConfig, keeping a multi-phase schedule as a pass-through key.
 
-
-def fake_run_fn(config: Mapping[str, Any], callback, should_stop, *, delay: float = 0.0,
-                diverge_at: int | None = None, log_every: int | None = None):
-    """Deterministic stand-in for the training loop (demo chapters and tests).
-
-    Emits smooth synthetic curves: loss decays, test error falls toward a level set by ``rho``,
-    the trace decays toward a plateau. Honors ``should_stop`` at each log point, and with
-    ``diverge_at`` reports a divergence the way the real loop should.
+    The controls show one lr / rho / epochs (the first phase's lr and rho, the total epochs);
+    ``_schedule_of`` remembers them, and the schedule is used as long as the reader leaves
+    those three controls as loaded (see :func:`_with_schedule`).
     """
-    basic_validate(config)
-    epochs = int(config.get("epochs", 100))
-    every = log_every or max(1, epochs // 50)
-    rho = float(config.get("rho", 0.0))
-    lr = float(config.get("lr", 0.01))
-    seed = int(config.get("seed", 0))
-    # seed-dependent but deterministic wiggle, so several seeds give a visible band
-    wig = lambda e, k: 1.0 + 0.15 * math.sin(0.7 * seed + k + e * (3 + seed) / max(epochs, 1))
-    for epoch in range(0, epochs + 1, every):
-        if should_stop():
-            return FakeResult("stopped", f"stopped at epoch {epoch}; history kept.")
-        if diverge_at is not None and epoch >= diverge_at:
-            return FakeResult("diverged", f"diverged at epoch {epoch}: loss became inf; "
-                                          "history kept.")
-        t = epoch / max(epochs, 1)
-        callback({
-            "epoch": epoch,
-            "train_loss": (math.exp(-8 * t) + 1e-4) * wig(epoch, 0),
-            "test_error": min(0.5 * math.exp(-6 * t * (1 + 10 * rho)) * wig(epoch, 1) + 0.02, 1),
-            "test_error_se": 0.005,
-            "hessian_trace": (50 * math.exp(-4 * t * (1 + lr * 10)) + 5) * wig(epoch, 2),
-        })
-        if delay:
-            time.sleep(delay)
-    return FakeResult("completed")
+    from .experiments import panel_defaults
+
+    config = config.validate()
+    values = panel_defaults(config)
+    if len(config.phases) > 1:
+        values["phases"] = [dataclasses.asdict(p) for p in config.phases]
+        values["_schedule_of"] = (values["lr"], values["rho"], values["epochs"])
+    return values
+
+
+def _with_schedule(values: Mapping[str, Any]) -> dict:
+    """The panel's values for the library: the preset's schedule if lr, rho and epochs are
+    still the loaded ones, otherwise one phase with the controls' lr, rho and epochs."""
+    values = dict(values)
+    phases = values.pop("phases", None)
+    loaded = values.pop("_schedule_of", None)
+    if phases and loaded is not None and tuple(loaded) == (
+            values.get("lr"), values.get("rho"), values.get("epochs")):
+        values["phases"] = phases
+    return values
+
+
+def _schedule_note(config) -> str:
+    phases = config.validate().phases
+    if len(phases) < 2:
+        return ""
+    steps = " then ".join(f"{p.epochs} epochs at lr {p.lr:g}, ρ {p.rho:g}" for p in phases)
+    return (f"Schedule: {steps}; it is used while lr, ρ and epochs stay as loaded "
+            "(change one to run a single phase).")
 
 
 def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
-                   title: str | None = None, show: tuple[str, ...] = ()) -> ControlPanel:
+                   title: str | None = None, show: tuple[str, ...] = (),
+                   presets: tuple[str, ...] = ()) -> ControlPanel:
     """A :class:`ControlPanel` wired to :func:`sharpness_lib.train`.
 
     ``config`` is a :class:`~sharpness_lib.training.TrainConfig` or a preset name; its values
     are the panel's defaults. Invalid values are refused with the library's own sentence.
     ``show`` adds optional controls (``"optimizer"``, ``"loss"``, ``"label_smoothing"``,
     ``"dataset"``, ``"batch_size"``); without it those settings keep the config's values.
+    ``presets`` (preset names) adds a settings menu that loads a preset's values, including a
+    multi-phase schedule (e.g. ``"book-fig2a"``, the Sim-BN settings that generalize); the
+    starting ``config`` is its first entry.
     """
-    from .experiments import panel_defaults, panel_run_fn, validate_panel
+    from .experiments import panel_run_fn, validate_panel
     from .presets import get_preset
 
+    start = config
     if isinstance(config, str):
         config = get_preset(config).config
-    return ControlPanel(panel_defaults(config.validate()), panel_run_fn, compare_runs,
-                        validate_fn=validate_panel, title=title, show=show)
+    menu, notes = {}, {}
+    if presets:
+        for entry in ((start,) if isinstance(start, str) else ()) + tuple(presets):
+            if isinstance(entry, str) and entry in menu:
+                continue
+            preset = get_preset(entry)
+            label = f"{preset.name}: {preset.description}"
+            menu[label] = _preset_values(preset.config)
+            notes[label] = _schedule_note(preset.config)
+        if not isinstance(start, str):
+            menu = {"this chapter's settings": _preset_values(config), **menu}
+
+    def run_fn(values, callback, should_stop):
+        return panel_run_fn(_with_schedule(values), callback, should_stop)
+
+    def validate_fn(values):
+        validate_panel(_with_schedule(values))
+
+    return ControlPanel(_preset_values(config), run_fn, compare_runs, validate_fn=validate_fn,
+                        title=title, show=show, presets=menu, preset_notes=notes)

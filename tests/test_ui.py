@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("ipywidgets")
 
 from sharpness_lib import ui
-from sharpness_lib.ui import ControlPanel, fake_run_fn
+from sharpness_lib.ui import ControlPanel
+from ui_fakes import fake_run_fn
 
 DEFAULTS = dict(algorithm="sam1", width=50, bias=True, norm="none", activation="relu", lr=0.01,
                 rho=0.05, weight_decay=0.0, init_scale=1.0, epochs=200, seed=0, d=10, n=20,
@@ -46,7 +47,7 @@ def test_run_streams_records_into_figure_and_progress():
     assert labels_in(p.figure) == {"GD+WD (paper setting)"}  # reference shown before any run
     p.controls["width"].value = 64
     assert p.run()
-    assert p.wait(10)
+    assert p.wait(60)  # 51 forced redraws: ~5 s idle, ~20 s on a loaded 2-core machine
     assert p.status == "completed", p.message
     assert len(p.history) == 51  # epochs 0..200 every 4
     assert p.history[-1]["epoch"] == 200
@@ -199,3 +200,82 @@ def test_optional_controls_appear_only_on_request():
     p = ControlPanel(defaults, fake_run_fn, show=("optimizer",))
     assert p.controls["optimizer"].value == "adam" and "loss" not in p.controls
     assert p.config()["loss"] == "mse"          # passed through unchanged
+
+
+def test_label_has_no_eta_after_the_end_or_stop():
+    p = ControlPanel(DEFAULTS, fake_run_fn)
+    p.run(), p.wait(30)
+    assert p.progress_label.value.startswith("epoch 200/200 · ")
+    assert "ETA" not in p.progress_label.value
+
+    p = ControlPanel(dict(DEFAULTS, epochs=100_000),
+                     lambda c, cb, s: fake_run_fn(c, cb, s, delay=0.01), redraw_every=10)
+    p.run()
+    time.sleep(0.2)
+    p.stop(), p.wait(10)
+    assert p.status == "stopped" and "ETA" not in p.progress_label.value
+    assert p.progress_label.value.startswith("epoch ") and "/100000 · " in p.progress_label.value
+
+
+def test_refused_value_clears_the_previous_runs_progress():
+    p = ControlPanel(DEFAULTS, fake_run_fn)
+    p.run(), p.wait(30)
+    assert p.progress.value == 1.0
+    p.controls["width"].value = 0
+    assert not p.run()
+    assert p.status == "invalid"
+    assert p.progress.value == 0 and p.progress_label.value == "" and p.progress.bar_style == ""
+
+
+def test_panel_figure_legend_sits_below_the_axis_titles_and_bands_have_no_markers():
+    p = ControlPanel(DEFAULTS, fake_run_fn, compare_runs={
+        "A": [REFERENCE["GD+WD (paper setting)"]] * 2, "B": REFERENCE["GD+WD (paper setting)"]})
+    legend = p.figure.layout.legend
+    assert legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
+    assert p.figure.layout.margin.b >= 80  # room for the "epoch" titles above the legend
+    bands = [t for t in p.figure.data if t.meta["role"] == "band"]
+    assert bands and all(t.mode == "lines" for t in bands)
+
+
+def test_controls_wrap_instead_of_being_cut_off():
+    p = ControlPanel(DEFAULTS, fake_run_fn)
+    grid, buttons = p.widget.children[0], p.widget.children[1]
+    assert "auto-fill" in grid.layout.grid_template_columns
+    assert buttons.layout.flex_flow == "row wrap"
+
+
+def test_presets_menu_loads_controls_and_pass_through_keys():
+    fast = dict(DEFAULTS)
+    other = dict(DEFAULTS, width=7, lr=0.5, extra_key="from the preset", schedule=[1, 2])
+    p = ControlPanel(DEFAULTS, fake_run_fn, presets={"fast": fast, "other": other},
+                     preset_notes={"other": "Note."})
+    assert p.preset_menu.value == "fast"
+    p.preset_menu.value = "other"
+    cfg = p.config()
+    assert cfg["width"] == 7 and cfg["lr"] == 0.5
+    assert cfg["extra_key"] == "from the preset" and cfg["schedule"] == [1, 2]
+    assert p.message == "Loaded the settings 'other'. Note."
+    p.load_preset("fast")
+    assert p.config()["width"] == 50 and "schedule" not in p.config()
+    with pytest.raises(ValueError, match="not one of"):
+        p.load_preset("nope")
+
+
+def test_training_panel_sim_bn_preset_keeps_its_schedule_until_lr_changes():
+    from sharpness_lib.experiments import config_from_panel
+    from sharpness_lib.presets import get_preset
+
+    p = ui.training_panel("book-fig1b", presets=("book-fig1a", "book-fig2a"))
+    assert len(p.preset_menu.options) == 3 and p.preset_menu.value.startswith("book-fig1b:")
+    (sbn,) = [o for o in p.preset_menu.options if o.startswith("book-fig2a:")]
+    p.preset_menu.value = sbn
+    assert p.controls["norm"].value == "sim_bn" and p.controls["bias"].value is True
+    assert "Schedule: 20 epochs at lr 0.05, ρ 0.02 then 80 epochs" in p.message
+    want = get_preset("book-fig2a").config.validate()
+    got = config_from_panel(ui._with_schedule(p.config()))
+    assert got.phases == want.phases and got.gamma_init == want.gamma_init
+    assert got.arch == "sbn" and got.epochs == 100
+    p.validate_fn(p.config())  # accepted
+    p.controls["lr"].value = 0.02  # the reader's own lr: one phase with the controls' values
+    got = config_from_panel(ui._with_schedule(p.config()))
+    assert got.phases == () and got.lr == 0.02 and got.epochs == 100
