@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-book test-browser chromium book vendor bench reproduce clean
+.PHONY: all install test test-book test-browser chromium book vendor bench reproduce lint clean
 
 all: test
 
@@ -48,6 +48,12 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+
+# ruff (rules and line length in pyproject.toml): lint, then check the formatting.
+LINT_PATHS := sharpness_lib tests benchmarks book/*.ipynb
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 
 # Offline JS assets (MathJax, require.js, ipywidgets HTML manager: `npm pack`, pinned in
 # book/_ext/offline_assets.py; plotly.min.js copied from the installed plotly). Idempotent:
