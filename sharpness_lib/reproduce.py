@@ -63,7 +63,7 @@ FIGURE4 = dict(arch="bias", algo="sam1", d=30, n=100, width=500, lr=0.02, rho=0.
 # The phase diagram: 1-SAM on 2-MLP-Bias, init scale x rho, one long schedule
 PHASE_BASE = dict(arch="bias", algo="sam1", d=30, n=100, width=500, lr=0.02, epochs=40_000,
                   test_samples=2_000)
-PHASE_INIT_SCALES = (0.1, 0.3, 1.0)
+PHASE_INIT_SCALES = (0.1, 0.2, 0.3, 0.5, 1.0)
 PHASE_RHOS = (0.02, 0.05, 0.1)
 # stored histories: a linear grid of 50 points plus 10 a decade (log_spacing "log")
 LOG_POINTS = 50
