@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from ._validation import check_int
 from .training import TrainConfig, TrainResult, train
 
 # panel key -> TrainConfig field, where the names differ
@@ -97,7 +98,9 @@ def config_from_panel(values: dict) -> TrainConfig:
         values["rho"] = 0.0
     if values.get("algo") in ("gd", "sam1"):   # their batch size is fixed (n and 1)
         values.pop("batch_size", None)
-    values.setdefault("log_every", max(1, int(values.get("epochs", 100)) // 100))
+    # checked before use: int() of a NaN/huge/str value would raise a raw, unnamed error
+    values.setdefault("log_every", max(1, check_int("epochs", values.get("epochs", 100), 0)
+                                       // 100))
     return TrainConfig.from_dict(values).validate()
 
 

@@ -219,8 +219,18 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
     pool; one that dies alone is reported failed. Every crash isolates at least one config,
     so this terminates.
     """
+    import sys
+
     from joblib import Parallel, delayed
 
+    try:   # what loky pickles tasks with
+        import cloudpickle
+        # ship _tagged/_safe_call by value: a worker then imports only what train_fn needs
+        # (not the whole package with torch: seconds per new worker, and a crash means new
+        # workers)
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    except (ImportError, AttributeError):
+        pass
     marker_dir = tempfile.mkdtemp(prefix="sweep-started-")
     try:
         queue = list(range(len(configs)))   # to run in a shared pool
