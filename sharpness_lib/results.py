@@ -275,6 +275,11 @@ def overview(root=DEFAULT_ROOT) -> list[dict]:
     return out
 
 
+def _span(values, fmt: str) -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
 def phase_regions(summary: list[dict]) -> str:
     """The phase diagram in words: one sentence per init scale, grouping the rho values by
     the outcome most of their seeds had (mixed cells say so)."""
@@ -295,11 +300,11 @@ def phase_regions(summary: list[dict]) -> str:
             detail = ""
             if kind == "generalizes, then memorizes":
                 times = [r["time_to_memorize"] for r in group]
-                detail = (f" (test error above 5 % from epoch {min(times):,.0f}–"
-                          f"{max(times):,.0f}, median over seeds; final "
-                          f"{min(errs):.2f}–{max(errs):.2f})")
+                detail = (f" (test error above 5 % from epoch {_span(times, ',.0f')}, "
+                          f"median over the seeds that memorized; final test error "
+                          f"{_span(errs, '.2f')})")
             elif errs:
-                detail = f" (final test error {min(errs):.2f}–{max(errs):.2f})"
+                detail = f" (final test error {_span(errs, '.2f')})"
             mixed = [r for r in group if len(r["outcomes"]) > 1]
             if mixed:
                 detail += "; mixed seeds at " + ", ".join(

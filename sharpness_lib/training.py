@@ -604,7 +604,8 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
             message = (message + " " if message else "") + (
                 f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
                 "training set): flat, but it fits nothing; try a smaller rho or lr.")
-    if not every_point_ms and math.isfinite(history[-1]["train_loss"]):
+    # a prefix (until=) is not the run's end: keep its history equal to the full run's
+    if not every_point_ms and until is None and math.isfinite(history[-1]["train_loss"]):
         history[-1]["min_sharpness"] = sharpness_measures(model, data, cfg)[1]
     if bar is not None:
         bar.close()
