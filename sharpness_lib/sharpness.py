@@ -377,8 +377,7 @@ def lemma31_trace_bound(model: nn.Module, x: torch.Tensor) -> float:
     if arch not in ("nobias", "bias"):
         raise ValueError(f"lemma31_trace_bound needs a 2-layer ReLU net (arch nobias or bias); "
                          f"got {arch or type(model).__name__!r}.")
-    if x.ndim != 2 or x.shape[1] != model.W1.shape[1]:
-        raise ValueError(f"x must have shape (n, {model.W1.shape[1]}); got {tuple(x.shape)}.")
+    check_inputs(model, x)   # shape, dtype, at least one point (an empty x gave nan)
     with torch.no_grad():
         pre = x @ model.W1.T + (0 if model.b1 is None else model.b1)
         xa = x if model.b1 is None else _with_one(x)

@@ -76,6 +76,17 @@ def test_hessian_trace_refuses_what_would_broadcast(sln_case, bad, needle):
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+def test_other_trace_functions_check_their_inputs_too(sln_case):
+    _, data = sln_case
+    model = sl.make_model("bias", 6, 8)
+    with pytest.raises(ValueError, match="at least one point"):
+        sl.lemma31_trace_bound(model, data.x[:0])
+    with pytest.raises(ValueError, match=r"y must .*shape \(12,\)"):
+        sl.minimum_sharpness(model, data.x, data.y[:, None])
+    with pytest.raises(ValueError, match="x must have shape"):
+        sl.lemma41_trace(model, data.x[:, :3])
+
+
 def test_nan_output_is_an_error_not_a_correct_prediction():
     model = sl.make_model("bias", 6, 4)
     with torch.no_grad():
