@@ -6,8 +6,9 @@ Screenshots of every page go to ``test-artifacts/``.
 
 Pages come from ``_toc.yml``. Per page: no console errors (beyond ``CONSOLE_ALLOW``), no uncaught
 JS errors, no request leaving 127.0.0.1; MathJax typeset all math; every plotly figure drew SVG
-traces; chapters built from notebooks with widgets show their widget views; every internal link
-points to a page (and anchor) of the build.
+traces; chapters built from notebooks with widgets show their widget views; no paragraph starts
+with `|` (a Markdown table rendered as text) and every table has rows with one cell per header;
+every internal link points to a page (and anchor) of the build.
 """
 
 from __future__ import annotations
@@ -153,6 +154,26 @@ def test_page_renders_offline(server, browser, path, has_widgets):
         if has_widgets:
             page.wait_for_selector(".widget-button", timeout=30_000)
             page.wait_for_selector(".widget-output .js-plotly-plot .main-svg", timeout=30_000)
+        # Markdown tables: a `|` left unescaped inside a cell breaks a GFM table into a
+        # paragraph of `| ... |` text, or shifts its cells; every table keeps all its rows
+        raw = page.evaluate("""() => Array.from(document.querySelectorAll('main p'))
+            .map(p => p.textContent.trim()).filter(t => t.startsWith('|'))
+            .map(t => t.slice(0, 80))""")
+        assert not raw, f"{path}: Markdown tables rendered as text: {raw}"
+        # cells counted with their colspan; the header is the last row of <thead>
+        tables = page.evaluate("""() => {
+            const width = r => r ? Array.from(r.cells).reduce((n, c) => n + c.colSpan, 0) : 0;
+            return Array.from(document.querySelectorAll('main table')).map(t => ({
+                head: width(t.tHead && t.tHead.rows[t.tHead.rows.length - 1]),
+                rows: Array.from(t.tBodies).flatMap(b => Array.from(b.rows)).map(width),
+                text: t.textContent.trim().slice(0, 60)}));
+        }""")
+        for t in tables:
+            assert t["rows"], f"{path}: table without rows: {t['text']!r}"
+            if t["head"]:
+                assert set(t["rows"]) == {t["head"]}, (
+                    f"{path}: table rows with {sorted(set(t['rows']))} cells under "
+                    f"{t['head']} headers: {t['text']!r}")
         page.wait_for_timeout(500)  # let late errors surface
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / (path.replace("/", "_") + ".png")), full_page=True)
