@@ -19,9 +19,13 @@ $(STAMP): requirements.txt pyproject.toml
 install: $(STAMP)
 
 # The whole suite: library/engine/UI tests, then the book built from clean (every chapter
-# executed, raise_on_error: a failing cell or hidden check fails the build), then the built
-# pages opened one by one in headless Chromium (no network). `make test-book` runs the
-# chapters under nbval alone (quicker when editing a single chapter).
+# executed, raise_on_error: a failing cell or hidden check fails the build), then the browser
+# tests: the built pages in headless Chromium (no network) and the chapters in a live
+# JupyterLab (tests/browser/test_jupyterlab.py, 3 min at most; it runs after the build so the
+# engine's numba cache is warm). nbval is not run here: the notebooks carry no stored outputs,
+# so `--nbval-lax` would only execute every chapter a second time, which the clean build
+# already does with raise_on_error. `make test-book` runs the chapters under nbval alone
+# (quicker when editing a single chapter).
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest tests -q --ignore=tests/browser
 	$(MAKE) book
