@@ -3,7 +3,8 @@
 The book's runs are small (width ~50, n ~ 20-500): a torch or BLAS thread pool spread over the
 2 shared cores of the build machine costs more in synchronisation than it gains, and the
 library's parallel helpers (``run_seeds``, sweeps) already run one training per core. Measured
-in the playground: the default Run took 7.5 s with torch's 2 threads and 4.1 s with 1.
+(issue 11): the playground's default Run took 7.5 s with torch's 2 threads and 4.1 s with 1;
+on a loaded 2-core machine 11-14 s against 25-38 s.
 
 :func:`configure_threads` sets, for this process and the worker processes it starts,
 
@@ -38,6 +39,12 @@ def configure_threads(n: int = 1) -> int:
     for var in ENV_VARS:
         os.environ[var] = str(n)
 
+    # numba first: starting its threading layer resets the OpenMP runtime it shares with
+    # torch (libgomp) to numba's own thread count, undoing a torch setting made before it
+    import numba
+
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
     import torch
 
     if torch.get_num_threads() != n:
@@ -50,8 +57,4 @@ def configure_threads(n: int = 1) -> int:
         pass
     else:
         _limiter = threadpool_limits(limits=n)
-
-    import numba
-
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return n

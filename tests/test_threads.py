@@ -22,6 +22,9 @@ before = torch.get_num_threads()
 configure_threads(n)
 configure_threads(n)                # idempotent
 numpy.ones((64, 64)) @ numpy.ones((64, 64))
+from sharpness_lib import get_preset, train
+import dataclasses
+train(dataclasses.replace(get_preset("book-playground").config, epochs=2, width=8))
 print(json.dumps({
     "before": before,
     "torch": torch.get_num_threads(),
@@ -43,6 +46,7 @@ def _probe(n: int) -> dict:
 
 
 def test_one_thread_for_torch_blas_numba_and_children():
+    # still 1 after a training run (numba's threading layer once reset torch's OpenMP pool)
     r = _probe(1)
     assert r["before"] == 2 and r["torch"] == 1 and r["numba"] == 1
     assert r["blas"] == [1], r  # numpy's OpenBLAS (and torch's OpenMP) pools, already loaded
