@@ -22,6 +22,9 @@ ARCH_NAMES = {
     "ln": "2-MLP-LN",
 }
 ALGOS = ("gd", "sgd", "sam1", "msam")
+# "alone" names what algo "sgd" does with any base optimizer: its steps without SAM
+# (``algo="alone", optimizer="adam"`` is Adam alone); TrainConfig.validate maps it to "sgd".
+ALGO_ALIASES = {"alone": "sgd"}
 LOSSES = ("mse", "logistic")
 DATASETS = ("xor", "ball")
 

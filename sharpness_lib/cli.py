@@ -29,7 +29,8 @@ import re
 import sys
 from decimal import Decimal, InvalidOperation
 
-from ._validation import ARCHS, ALGOS, DATASETS, LOSSES, check_choice, check_int, check_n
+from ._validation import (ALGO_ALIASES, ALGOS, ARCHS, DATASETS, LOSSES, check_choice, check_int,
+                          check_n)
 from .presets import PRESETS, get_preset
 from .training import BASE_OPTIMIZERS, ENGINES, Phase, TrainConfig, engine_supports, train
 
@@ -72,7 +73,8 @@ _TRAIN_FLAGS = {
     "--optimizer": ("optimizer", str), "--dataset": ("dataset", str),
     "--stop-loss": ("stop_loss", float),
 }
-_CHOICES = {"arch": ARCHS, "algo": ALGOS, "loss": LOSSES, "optimizer": BASE_OPTIMIZERS,
+_CHOICES = {"arch": ARCHS, "algo": (*ALGOS, *ALGO_ALIASES), "loss": LOSSES,
+            "optimizer": BASE_OPTIMIZERS,
             "dataset": DATASETS}
 
 

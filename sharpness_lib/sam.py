@@ -25,13 +25,16 @@ class SAM(torch.optim.Optimizer):
 
     ``SAM(params, base_optimizer_cls, rho=..., **base_kwargs)``; ``rho`` may differ per
     parameter group. Weight decay belongs to the base optimizer and is applied at the
-    unperturbed parameters (the perturbation is undone before the base step).
+    unperturbed parameters (the perturbation is undone before the base step: the saved
+    parameters are copied back, so theta is restored bit for bit -- subtracting the
+    perturbation again, theta + e - e, can be off by a rounding error).
     """
 
     def __init__(self, params, base_optimizer, rho: float = 0.05, **kwargs):
         if not (isinstance(rho, (int, float)) and rho >= 0):
             raise ValueError(f"rho must be a number >= 0; got {rho!r}.")
-        if not (isinstance(base_optimizer, type) and issubclass(base_optimizer, torch.optim.Optimizer)):
+        if not (isinstance(base_optimizer, type)
+                and issubclass(base_optimizer, torch.optim.Optimizer)):
             raise ValueError("base_optimizer must be a torch.optim.Optimizer class, "
                              f"e.g. torch.optim.SGD; got {base_optimizer!r}.")
         super().__init__(params, dict(rho=rho, **kwargs))
@@ -55,20 +58,20 @@ class SAM(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                e = p.grad * scale
-                p.add_(e)
-                self.state[p]["e_w"] = e
+                self.state[p]["old_p"] = p.detach().clone()
+                p.add_(p.grad * scale)
         if zero_grad:
             self.zero_grad()
 
     @torch.no_grad()
     def second_step(self, zero_grad: bool = False) -> None:
-        """Return to theta and let the base optimizer step with the perturbed gradient."""
+        """Return to theta (the saved copy) and let the base optimizer step with the perturbed
+        gradient."""
         for group in self.param_groups:
             for p in group["params"]:
-                e = self.state[p].pop("e_w", None)
-                if e is not None:
-                    p.sub_(e)
+                old = self.state[p].pop("old_p", None)
+                if old is not None:
+                    p.copy_(old)
         self.base_optimizer.step()
         if zero_grad:
             self.zero_grad()

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validation import (ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES, check_choice, check_float,
+from ._validation import (ALGO_ALIASES, ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES,
+                          check_choice, check_float,
                           check_int, check_n, MAX_ABS_INIT, MAX_SEED)
 from .limits import check_memory, divergence_hint, exact_test_error
 from .data import (DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set,
@@ -71,6 +72,11 @@ class TrainConfig:
     the normalization eps (torch's default 1e-5). ``dataset`` picks the distribution:
     "xor" (P_xor) or "ball" (Figure 7; then n is not limited to 2^d and the history also
     records the test squared error ``test_mse``).
+
+    ``algo``: "sam1" (1-SAM), "msam" (m-SAM), "gd" (full batch) or "sgd" (mini-batch steps)
+    -- the last two without SAM, i.e. the base ``optimizer`` alone: ``algo="sgd",
+    optimizer="adam"`` is Adam alone. ``algo="alone"`` says that explicitly and is validated
+    to "sgd".
     """
 
     arch: str = "bias"
@@ -135,7 +141,8 @@ class TrainConfig:
         """
         c = dataclasses.replace(self)
         check_choice("arch", c.arch, ARCHS)
-        check_choice("algo", c.algo, ALGOS)
+        c.algo = ALGO_ALIASES.get(c.algo, c.algo)  # "alone" = the base optimizer's own steps
+        check_choice("algo", c.algo, (*ALGOS, *ALGO_ALIASES))
         check_choice("loss", c.loss, LOSSES)
         check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
         check_choice("dataset", c.dataset, DATASETS)
@@ -217,8 +224,8 @@ class TrainConfig:
                "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[c.algo]}
         if c.optimizer != "sgd":   # e.g. "Adam" alone, "1-SAM over Adam"
             base = optimizers.get_spec(c.optimizer).label
-            out["algo"] = {"gd": f"{base}, full batch", "sgd": base, "sam1": f"1-SAM over {base}",
-                           "msam": f"m-SAM over {base}"}[c.algo]
+            out["algo"] = {"gd": f"{base} alone, full batch", "sgd": f"{base} alone",
+                           "sam1": f"1-SAM over {base}", "msam": f"m-SAM over {base}"}[c.algo]
         if c.algo in ("sgd", "msam"):
             out["batch_size"] = c.batch_size
         if c.phases:

@@ -28,7 +28,7 @@ def test_sam_matches_hand_computed_two_steps():
         w = w - lr * (g2 + wd * w)
         xt, yt = torch.tensor(x)[None], torch.tensor([y], dtype=torch.float64)
 
-        def closure():
+        def closure(xt=xt, yt=yt):
             opt.zero_grad()
             loss = (model(xt)[:, 0] - yt).square().mean()
             loss.backward()
@@ -44,13 +44,44 @@ def test_sam_manual_first_second_step_equals_step():
     m2.load_state_dict(m1.state_dict())
     o1 = SAM(m1.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
     o2 = SAM(m2.parameters(), torch.optim.SGD, rho=0.1, lr=0.05, momentum=0.9)
-    loss_fn = lambda m: (m(x)[:, 0] - y).square().mean()
+    def loss_fn(m):
+        return (m(x)[:, 0] - y).square().mean()
+
     for _ in range(3):
         o1.step(lambda: (o1.zero_grad(), loss_fn(m1).backward())[1])
-        o2.zero_grad(); loss_fn(m2).backward(); o2.first_step(zero_grad=True)
-        loss_fn(m2).backward(); o2.second_step(zero_grad=True)
+        o2.zero_grad()
+        loss_fn(m2).backward()
+        o2.first_step(zero_grad=True)
+        loss_fn(m2).backward()
+        o2.second_step(zero_grad=True)
     for a, b in zip(m1.parameters(), m2.parameters()):
         assert torch.equal(a, b)
+
+
+def test_sam_ascent_step_is_exactly_reversible():
+    """first_step then second_step with lr = 0 gives back theta bit for bit (the saved copy is
+    restored); undoing the perturbation by subtraction, (theta + e) - e, would not."""
+    torch.manual_seed(1)
+    model = torch.nn.Linear(50, 20).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1e-3)  # entries small next to e: theta + e drops low bits of theta
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = SAM(model.parameters(), torch.optim.SGD, rho=0.37, lr=0.0)
+    x = torch.randn(8, 50, dtype=torch.float64)
+    model(x).square().mean().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    opt.first_step(zero_grad=True)
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
+    model(x).square().mean().backward()
+    opt.second_step()
+    for p, b in zip(model.parameters(), before):
+        assert torch.equal(p, b)
+    # the case that needs it: subtraction leaves a rounding difference on these numbers
+    norm = torch.stack([g.norm() for g in grads]).norm()
+    sub = [(b + g * (0.37 / norm)) - g * (0.37 / norm) for b, g in zip(before, grads)]
+    assert any(not torch.equal(s, b) for s, b in zip(sub, before))
+    assert not any("old_p" in opt.state[p] for p in model.parameters())
 
 
 def test_sam_with_any_base_optimizer_and_errors():
@@ -121,8 +152,8 @@ def test_stop_request_leaves_consistent_partial_result():
               callback=seen.append, should_stop=lambda: len(seen) >= 2, engine="reference")
     assert r.status == "stopped"
     assert r.history == seen and r.history[-1]["epoch"] < 50
-    from sharpness_lib.training import measure
     from sharpness_lib.data import TestSet
+    from sharpness_lib.training import measure
     again = measure(r.model, r.data, TestSet(6), r.config)
     assert again["train_loss"] == r.history[-1]["train_loss"]
 
@@ -192,3 +223,18 @@ def test_a_collapse_to_the_zero_function_is_reported():
     res = train(cfg)
     assert res.status == "completed" and "zero function" in res.message
     assert "zero function" not in train(cfg.replace(init_scale=1.0)).message
+
+
+def test_an_optimizer_alone_has_an_explicit_name_and_caption():
+    """``algo="alone"`` is the base optimizer's own steps (validated to "sgd", so old configs
+    stay valid) and captions say "alone"."""
+    a = TrainConfig(algo="alone", optimizer="adam", **TINY).validate()
+    b = TrainConfig(algo="sgd", optimizer="adam", **TINY).validate()
+    assert a == b and a.algo == "sgd" and a.batch_size == 1
+    assert a.summary()["algo"] == "Adam alone"
+    assert TrainConfig(algo="gd", optimizer="momentum", **TINY).summary()["algo"] == (
+        "heavy ball alone, full batch")
+    assert TrainConfig(algo="sam1", optimizer="adam", **TINY).summary()["algo"] == (
+        "1-SAM over Adam")
+    with pytest.raises(ValueError, match="algo must be one of .*alone"):
+        TrainConfig(algo="adam", **TINY).validate()

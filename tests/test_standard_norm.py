@@ -81,7 +81,7 @@ def test_parameters_defaults_and_seed(arch, small_data):
     (dict(arch="bn", x_ref=torch.zeros(3, 4)), r"x_ref must have shape \(n, 5\)"),
     (dict(arch="bn", gamma_init="a"), "gamma_init must be a number"),
 ])
-def test_make_model_errors(kwargs, msg):
+def test_make_model_errors_standard_norm(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         make_model(d=5, width=3, **kwargs)
 
