@@ -139,14 +139,21 @@ def prefix_check(record: dict, until: int = PREFIX_EPOCHS) -> tuple[float, str]:
 
 # ---------------------------------------------------------------------------- summaries
 def time_to_memorize(record: dict, threshold: float = MEMORIZE_THRESHOLD):
-    """(first epoch with test error <= threshold, first later epoch above it), None where
-    it never happens: when 1-SAM stopped generalizing."""
+    """(first epoch with test error <= threshold, the epoch from which it stays above
+    threshold to the end of the run), None where that does not happen.
+
+    "Stays above" keeps a brief excursion early in training, while the test error is still
+    noisy, from counting as memorization."""
     ep, te = record["history"]["epoch"], record["history"]["test_error"]
-    gen = next((e for e, t in zip(ep, te) if t is not None and t <= threshold), None)
+    gen = next((i for i, t in enumerate(te) if t is not None and t <= threshold), None)
     if gen is None:
         return None, None
-    mem = next((e for e, t in zip(ep, te) if e > gen and (t is None or t > threshold)), None)
-    return gen, mem
+    mem = None
+    for i in range(len(te) - 1, gen, -1):   # walk back over the final run above threshold
+        if te[i] is not None and te[i] <= threshold:
+            break
+        mem = ep[i]
+    return ep[gen], mem
 
 
 def outcome(record: dict, threshold: float = MEMORIZE_THRESHOLD) -> str:
@@ -347,7 +354,7 @@ def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
     ys = [f"init {s:g}" for s in inits]
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=(
         "Final test error (mean over seeds)",
-        f"Epoch test error first > {MEMORIZE_THRESHOLD:g} after generalizing (median)"))
+        f"Epoch from which test error stays > {MEMORIZE_THRESHOLD:g} (median)"))
     fig.add_trace(go.Heatmap(z=err, x=xs, y=ys, text=err_text, texttemplate="%{text}",
                              colorscale="Reds", zmin=0, zmax=0.5, xgap=2, ygap=2,
                              colorbar={"title": "test error", "x": 0.42, "len": 0.9}),

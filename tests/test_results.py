@@ -108,6 +108,9 @@ def test_time_to_memorize_and_outcome():
     assert results.outcome(rec) == "never generalizes"
     rec["history"]["test_error"] = [0.5, 0.04, 0.0, 0.05]
     assert results.outcome(rec) == "generalizes"
+    rec["history"] = {"epoch": [0, 10, 20, 30, 40, 50], "test_error": [0.5, 0.04, 0.2, 0.01,
+                                                                       0.3, 0.4]}
+    assert results.time_to_memorize(rec) == (10, 40)   # the early excursion does not count
 
 
 def test_write_is_atomic_and_truncated_files_are_redone(tmp_path):
