@@ -26,7 +26,7 @@ install: $(STAMP)
 # so `--nbval-lax` would only execute every chapter a second time, which the clean build
 # already does with raise_on_error. `make test-book` runs the chapters under nbval alone
 # (quicker when editing a single chapter).
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest tests -q --ignore=tests/browser
 	$(MAKE) book
 	$(BIN)/python -m pytest tests/browser -q

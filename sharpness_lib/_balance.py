@@ -8,7 +8,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-NEWTON_TOL = 1e-10      # stop when max |dTr/du| <= NEWTON_TOL * Tr (relative gradient)
+NEWTON_TOL = 1e-10  # stop when max |dTr/du| <= NEWTON_TOL * Tr (relative gradient)
 NEWTON_MAX_ITER = 200
 
 
@@ -20,7 +20,7 @@ def _components(G: list[np.ndarray]):
     D, m = len(G), G[-1].shape[1]
     nv = (D - 1) * m
 
-    def node(k, i):          # hidden layer k in 1..D-1, neuron i; node 0 = inputs/output
+    def node(k, i):  # hidden layer k in 1..D-1, neuron i; node 0 = inputs/output
         return 1 + (k - 1) * m + i
 
     rows, cols = [], []
@@ -81,7 +81,7 @@ def _newton(evaluate, nv):
             if t < 1e-12:
                 break
         if t < 1e-12:
-            break                                 # no further descent at float precision
+            break  # no further descent at float precision
         u = u + t * step
         F, g, H = evaluate(u)
     return F, u, it
@@ -101,23 +101,31 @@ def _balance(G: list[np.ndarray]):
     D, m = len(G), G[-1].shape[1]
     nv = (D - 1) * m
     label, direction, attained = _components(G)
-    lab = [np.full(G[0].shape[1], label[0])] + \
-          [label[1 + (k - 1) * m: 1 + k * m] for k in range(1, D)] + [np.array([label[0]])]
+    lab = (
+        [np.full(G[0].shape[1], label[0])]
+        + [label[1 + (k - 1) * m : 1 + k * m] for k in range(1, D)]
+        + [np.array([label[0]])]
+    )
     Gr = [np.where(lab[l][None, :] == lab[l + 1][:, None], G[l], 0.0) for l in range(D)]
 
     def evaluate(u, hess=True):
         p = [np.zeros(G[0].shape[1])] + list(u.reshape(D - 1, m)) + [np.zeros(1)]
         with np.errstate(over="ignore"):
-            E = [Gr[l] * np.exp(2 * (p[l][None, :] - p[l + 1][:, None])) for l in range(D)]
+            E = [
+                Gr[l] * np.exp(2 * (p[l][None, :] - p[l + 1][:, None]))
+                for l in range(D)
+            ]
         F = sum(e.sum() for e in E)
         g = np.concatenate([2 * E[k].sum(0) - 2 * E[k - 1].sum(1) for k in range(1, D)])
         if not hess:
             return F, g, None
-        H = np.diag(np.concatenate([4 * (E[k].sum(0) + E[k - 1].sum(1)) for k in range(1, D)]))
-        for k in range(1, D - 1):             # tail p_k[j] -- head p_{k+1}[i]
+        H = np.diag(
+            np.concatenate([4 * (E[k].sum(0) + E[k - 1].sum(1)) for k in range(1, D)])
+        )
+        for k in range(1, D - 1):  # tail p_k[j] -- head p_{k+1}[i]
             blk = -4 * E[k].T
-            H[(k - 1) * m:k * m, k * m:(k + 1) * m] = blk
-            H[k * m:(k + 1) * m, (k - 1) * m:k * m] = blk.T
+            H[(k - 1) * m : k * m, k * m : (k + 1) * m] = blk
+            H[k * m : (k + 1) * m, (k - 1) * m : k * m] = blk.T
         return F, g, H
 
     F, u, it = _newton(evaluate, nv)

@@ -39,67 +39,95 @@ def check_tensor(name: str, value, ndim: int | None = None):
     import torch
 
     if not isinstance(value, torch.Tensor):
-        raise ArgumentError(f"{name} must be a torch tensor; got {type(value).__name__}.")
+        raise ArgumentError(
+            f"{name} must be a torch tensor; got {type(value).__name__}."
+        )
     if value.dtype not in (torch.float32, torch.float64):
-        raise ArgumentError(f"{name} must be a float32 or float64 tensor; got {value.dtype}.")
+        raise ArgumentError(
+            f"{name} must be a float32 or float64 tensor; got {value.dtype}."
+        )
     if ndim is not None and value.ndim != ndim:
-        raise ArgumentError(f"{name} must have {ndim} dimension{'s' * (ndim != 1)}; got shape "
-                            f"{tuple(value.shape)}.")
+        raise ArgumentError(
+            f"{name} must have {ndim} dimension{'s' * (ndim != 1)}; got shape "
+            f"{tuple(value.shape)}."
+        )
     return value
 
 
 def check_choice(name: str, value, choices) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}.")
+        raise ValueError(
+            f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}."
+        )
     return value
 
 
 def check_int(name: str, value, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral):
         # a float such as 1e3 is accepted when whole (JSON and widgets give floats)
-        if (not isinstance(value, bool) and isinstance(value, Real)
-                and math.isfinite(float(value)) and float(value).is_integer()):
+        if (
+            not isinstance(value, bool)
+            and isinstance(value, Real)
+            and math.isfinite(float(value))
+            and float(value).is_integer()
+        ):
             value = int(value)
         else:
-            raise ValueError(f"{name} must be a whole number{_in_range(low, high)}; "
-                             f"got {value!r}.")
+            raise ValueError(
+                f"{name} must be a whole number{_in_range(low, high)}; got {value!r}."
+            )
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"{name} must be {_violated(value, low, high)}; got {_short(value)}.")
+        raise ValueError(
+            f"{name} must be {_violated(value, low, high)}; got {_short(value)}."
+        )
     return value
 
 
-def check_float(name: str, value, low: float | None = None, high: float | None = None,
-                low_open: bool = False) -> float:
+def check_float(
+    name: str,
+    value,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a number{_in_range(low, high, low_open)}; "
-                         f"got {value!r}.")
+        raise ValueError(
+            f"{name} must be a number{_in_range(low, high, low_open)}; got {value!r}."
+        )
     try:
         value = float(value)
-    except OverflowError:   # an int beyond the float range, e.g. 10**400
-        raise ValueError(f"{name} must be a finite number{_in_range(low, high, low_open)}; "
-                         f"got {_short(value)}.") from None
+    except OverflowError:  # an int beyond the float range, e.g. 10**400
+        raise ValueError(
+            f"{name} must be a finite number{_in_range(low, high, low_open)}; "
+            f"got {_short(value)}."
+        ) from None
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number{_in_range(low, high, low_open)}; "
-                         f"got {value}.")
+        raise ValueError(
+            f"{name} must be a finite number{_in_range(low, high, low_open)}; "
+            f"got {value}."
+        )
     bad_low = low is not None and (value <= low if low_open else value < low)
     bad_high = high is not None and value > high
     if bad_low or bad_high:
-        raise ValueError(f"{name} must be {_violated(value, low, high, low_open)}; "
-                         f"got {value:g}.")
+        raise ValueError(
+            f"{name} must be {_violated(value, low, high, low_open)}; got {value:g}."
+        )
     return value
 
 
-MAX_SEED = 2**62          # torch.Generator takes 64-bit seeds; models add small offsets
-MAX_ABS_INIT = 1e6        # init_scale, first_layer_scale, |gamma_init|: beyond, overflow
+MAX_SEED = 2**62  # torch.Generator takes 64-bit seeds; models add small offsets
+MAX_ABS_INIT = 1e6  # init_scale, first_layer_scale, |gamma_init|: beyond, overflow
 
 
 def check_n(n, d: int) -> int:
     """Training-set size: at least 1 and at most the 2^d points of the hypercube."""
     n = check_int("n", n, 1)
     if d < 63 and n > 2**d:
-        raise ValueError(f"n must be between 1 and 2^d = {2**d} (distinct points of the "
-                         f"hypercube for d = {d}); got {n}.")
+        raise ValueError(
+            f"n must be between 1 and 2^d = {2**d} (distinct points of the "
+            f"hypercube for d = {d}); got {n}."
+        )
     return n
 
 
@@ -130,8 +158,9 @@ def _in_range(low, high, low_open=False) -> str:
 
 def _range_text(low, high, low_open=False) -> str:
     if low is not None and high is not None:
-        return (f"between {_num(low)} and {_num(high)}"
-                + (f" (excluding {_num(low)})" if low_open else ""))
+        return f"between {_num(low)} and {_num(high)}" + (
+            f" (excluding {_num(low)})" if low_open else ""
+        )
     if low is not None:
         return f"> {_num(low)}" if low_open else f">= {_num(low)}"
     if high is not None:

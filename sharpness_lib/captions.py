@@ -28,18 +28,38 @@ def format_value(v: Any) -> str:
 
 # Display names and order for caption(); unknown keys follow in their own order.
 _CAPTION_KEYS = {
-    "arch": "architecture", "architecture": "architecture", "width": "width m",
-    "bias": "bias", "norm": "normalization", "normalization": "normalization",
-    "activation": "activation", "algorithm": "algorithm", "algo": "algorithm",
-    "optimizer": "base optimizer", "batch_size": "batch", "schedule": "schedule",
-    "lr": "lr η", "rho": "ρ", "weight_decay": "weight decay", "wd": "weight decay",
-    "init_scale": "init scale", "epochs": "epochs",
-    "d": "d", "n": "n", "seed": "seed", "seeds": "seeds",
+    "arch": "architecture",
+    "architecture": "architecture",
+    "width": "width m",
+    "bias": "bias",
+    "norm": "normalization",
+    "normalization": "normalization",
+    "activation": "activation",
+    "algorithm": "algorithm",
+    "algo": "algorithm",
+    "optimizer": "base optimizer",
+    "batch_size": "batch",
+    "schedule": "schedule",
+    "lr": "lr η",
+    "rho": "ρ",
+    "weight_decay": "weight decay",
+    "wd": "weight decay",
+    "init_scale": "init scale",
+    "epochs": "epochs",
+    "d": "d",
+    "n": "n",
+    "seed": "seed",
+    "seeds": "seeds",
 }
 
 
-def caption(config: Any, *, seeds: Sequence[int] | None = None, label: str | None = None,
-            html: bool = False) -> str:
+def caption(
+    config: Any,
+    *,
+    seeds: Sequence[int] | None = None,
+    label: str | None = None,
+    html: bool = False,
+) -> str:
     """A one-line summary of a run's hyperparameters, to print next to its figure.
 
     Returns Markdown (``**lr η** 0.01 · **ρ** 0.05 · …``; display it with
@@ -48,10 +68,14 @@ def caption(config: Any, *, seeds: Sequence[int] | None = None, label: str | Non
     """
     if hasattr(config, "summary"):  # a TrainConfig: only the settings that matter
         config = config.summary()
-    if seeds is not None:  # several seeds of one config: list them instead of the one seed
+    if (
+        seeds is not None
+    ):  # several seeds of one config: list them instead of the one seed
         config = {k: v for k, v in config.items() if k != "seed"}
         config["seeds"] = ", ".join(map(str, seeds))
-    order = list(dict.fromkeys([k for k in _CAPTION_KEYS if k in config] + list(config)))
+    order = list(
+        dict.fromkeys([k for k in _CAPTION_KEYS if k in config] + list(config))
+    )
     parts = []
     for k in order:
         v = config[k]

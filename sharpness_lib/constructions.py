@@ -38,20 +38,29 @@ def _check_training_set(x: torch.Tensor, y: torch.Tensor, depth: int = 2) -> Non
     check_tensor("x", x, 2)
     check_tensor("y", y)
     if y.shape != (x.shape[0],):
-        raise ValueError(f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}."
+        )
     if x.shape[0] < 1 or x.shape[1] < 2:
-        raise ValueError(f"the constructions need at least one training point in d >= 2; got "
-                         f"x of shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"the constructions need at least one training point in d >= 2; got "
+            f"x of shape {tuple(x.shape)}."
+        )
     if not (bool(torch.isfinite(x).all()) and bool(torch.isfinite(y).all())):
         raise ValueError("x and y must be finite (no NaN or infinity).")
-    from .limits import check_construction   # n x n matrices: refuse up front what cannot fit
+    from .limits import (
+        check_construction,
+    )  # n x n matrices: refuse up front what cannot fit
+
     check_construction(x.shape[1], x.shape[0], depth)
     if bool((y == 0).any()):
         raise ValueError("labels must be non-zero for the memorizing construction.")
     norms = x.norm(dim=1)
     if not torch.allclose(norms, norms[0].expand_as(norms)):
-        raise ValueError("the memorizing construction here needs inputs of equal norm "
-                         "(e.g. hypercube points), which are then extreme points.")
+        raise ValueError(
+            "the memorizing construction here needs inputs of equal norm "
+            "(e.g. hypercube points), which are then extreme points."
+        )
     if torch.unique(x, dim=0).shape[0] != x.shape[0]:
         raise ValueError("training inputs must be distinct (Definition 4.1).")
 
@@ -69,7 +78,9 @@ def _memorizing_first_layer(x: torch.Tensor, margin: float | None):
         proj = w @ x.T
         own = proj.diagonal().clone()
         proj.fill_diagonal_(-math.inf)
-        gap = float((own - proj.max(dim=1).values).min()) if x.shape[0] > 1 else math.inf
+        gap = (
+            float((own - proj.max(dim=1).values).min()) if x.shape[0] > 1 else math.inf
+        )
         if bool((x.abs() == 1).all()):
             gap = min(gap, 2 / math.sqrt(d))
         e = gap / 2
@@ -80,8 +91,9 @@ def _memorizing_first_layer(x: torch.Tensor, margin: float | None):
     return W1, b1
 
 
-def memorizing_solution(x: torch.Tensor, y: torch.Tensor, depth: int = 2,
-                        margin: float | None = None) -> TwoMLPBias | MLPBias:
+def memorizing_solution(
+    x: torch.Tensor, y: torch.Tensor, depth: int = 2, margin: float | None = None
+) -> TwoMLPBias | MLPBias:
     """Theorem 4.1: a width-n, depth-D MLP-Bias that memorizes (x, y) with minimal sharpness.
 
     Layer-k activations at x_i are alpha_k e_i (one-hot); the alphas make the D rank-1
@@ -92,14 +104,19 @@ def memorizing_solution(x: torch.Tensor, y: torch.Tensor, depth: int = 2,
     D = check_int("depth", depth, 2)
     _check_training_set(x, y, D)
     n, d = x.shape
-    r = torch.sqrt(x.square().sum(1) + 1)                     # ||x'_i||
-    t = (r * y.abs() ** (D - 1)) ** (2 / D)                   # each layer's gradient term
-    step = t.sqrt() / y.abs()                                 # alpha_{k-1} / alpha_k
+    r = torch.sqrt(x.square().sum(1) + 1)  # ||x'_i||
+    t = (r * y.abs() ** (D - 1)) ** (2 / D)  # each layer's gradient term
+    step = t.sqrt() / y.abs()  # alpha_{k-1} / alpha_k
     alpha_last = t.sqrt()
     alpha_1 = alpha_last * step ** (D - 2)
     W1, b1 = _memorizing_first_layer(x, margin)
-    model = make_model("bias" if D == 2 else "deep_bias", d, n, **({} if D == 2 else {"depth": D}),
-                       dtype=x.dtype)
+    model = make_model(
+        "bias" if D == 2 else "deep_bias",
+        d,
+        n,
+        **({} if D == 2 else {"depth": D}),
+        dtype=x.dtype,
+    )
     with torch.no_grad():
         model.W1.copy_(alpha_1[:, None] * W1)
         model.b1.copy_(alpha_1 * b1)
@@ -123,8 +140,9 @@ def _four_feature_layer(d: int, width: int, r: float, dtype):
     return W1, b1, sign
 
 
-def generalizing_solution(d: int, width: int = 4, r: float | None = None,
-                          dtype=torch.float64) -> TwoMLPBias:
+def generalizing_solution(
+    d: int, width: int = 4, r: float | None = None, dtype=torch.float64
+) -> TwoMLPBias:
     """Proposition 4.2 / eq. (5): four neurons relu(r(+-x1 +- x2) - r), W2 = +-1/r.
 
     On every hypercube point exactly one neuron is active, with value r, and
@@ -142,8 +160,13 @@ def generalizing_solution(d: int, width: int = 4, r: float | None = None,
     return model
 
 
-def memorizing_solution_sln(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0,
-                            margin: float | None = None, eps: float = 1e-5) -> TwoMLPSimLN:
+def memorizing_solution_sln(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    scale: float = 1.0,
+    margin: float | None = None,
+    eps: float = 1e-5,
+) -> TwoMLPSimLN:
     """Theorem 5.1 / Proposition 5.1: a width-n memorizing 2-MLP-Sim-LN with minimal sharpness.
 
     At x_i only neuron i is active, so h/||h|| = e_i and W2_i = y_i gives f(x_i) = y_i
@@ -154,8 +177,10 @@ def memorizing_solution_sln(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0
     scale = check_float("scale", scale, 0, low_open=True)
     n, d = x.shape
     if scale < eps:
-        raise ValueError(f"scale must be >= eps = {eps:g} so that ||h|| >= eps on the "
-                         f"training points; got {scale:g}.")
+        raise ValueError(
+            f"scale must be >= eps = {eps:g} so that ||h|| >= eps on the "
+            f"training points; got {scale:g}."
+        )
     W1, b1 = _memorizing_first_layer(x, margin)
     model = make_model("sln", d, n, eps=eps, dtype=x.dtype)
     with torch.no_grad():
@@ -165,8 +190,9 @@ def memorizing_solution_sln(x: torch.Tensor, y: torch.Tensor, scale: float = 1.0
     return model
 
 
-def generalizing_solution_sln(d: int, width: int = 4, r: float = 1.0,
-                              eps: float = 1e-5, dtype=torch.float64) -> TwoMLPSimLN:
+def generalizing_solution_sln(
+    d: int, width: int = 4, r: float = 1.0, eps: float = 1e-5, dtype=torch.float64
+) -> TwoMLPSimLN:
     """Proposition 5.2: the four xor features under Sim-LN, W2 = +-1; trace 2, zero error."""
     d = check_int("d", d, 2)
     width = check_int("width", width, 4)
@@ -198,14 +224,20 @@ def extreme_points(x: torch.Tensor) -> torch.Tensor:
     for i in range(len(pts)):
         others = np.delete(pts, i, axis=0)
         # feasible <=> x_i = sum_k w_k x_k with w >= 0, sum w = 1 (inside the others' hull)
-        lp = linprog(np.zeros(len(others)), A_eq=np.vstack([others.T, np.ones(len(others))]),
-                     b_eq=np.append(pts[i], 1.0), bounds=(0, None), method="highs")
+        lp = linprog(
+            np.zeros(len(others)),
+            A_eq=np.vstack([others.T, np.ones(len(others))]),
+            b_eq=np.append(pts[i], 1.0),
+            bounds=(0, None),
+            method="highs",
+        )
         mask.append(lp.status == 2)
     return torch.tensor(mask)
 
 
-def interpolate_output_layer(model: torch.nn.Module, x: torch.Tensor,
-                             y: torch.Tensor) -> torch.nn.Module:
+def interpolate_output_layer(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> torch.nn.Module:
     """Set ``W2`` (in place) to the min-norm least-squares solution of f(x_i) = y_i.
 
     Every two-layer model of the library is linear in its output layer, so this is one
@@ -213,16 +245,22 @@ def interpolate_output_layer(model: torch.nn.Module, x: torch.Tensor,
     features the model then interpolates (Lemma 4.1 holds with equality). Returns ``model``.
     """
     if not isinstance(getattr(model, "W2", None), torch.Tensor) or model.W2.ndim != 1:
-        raise ValueError("interpolate_output_layer needs a two-layer model with an output "
-                         f"vector W2; got {type(model).__name__}.")
+        raise ValueError(
+            "interpolate_output_layer needs a two-layer model with an output "
+            f"vector W2; got {type(model).__name__}."
+        )
     if x.ndim != 2 or y.shape != (x.shape[0],):
-        raise ValueError(f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}.")
+        raise ValueError(
+            f"x must be (n, d) and y (n,); got {tuple(x.shape)} and {tuple(y.shape)}."
+        )
 
     def f_of_w2(w2):
         return torch.func.functional_call(model, {"W2": w2}, (x,))
 
-    features = torch.func.jacrev(f_of_w2)(model.W2.detach())            # (n, m)
-    solution = torch.linalg.lstsq(features, y[:, None].to(features.dtype), driver="gelsd")
+    features = torch.func.jacrev(f_of_w2)(model.W2.detach())  # (n, m)
+    solution = torch.linalg.lstsq(
+        features, y[:, None].to(features.dtype), driver="gelsd"
+    )
     with torch.no_grad():
         model.W2.copy_(solution.solution[:, 0])
     return model

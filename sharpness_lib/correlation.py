@@ -22,7 +22,12 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["DroppedNaNWarning", "generalization_gap", "kendall_tau", "sharpness_correlation"]
+__all__ = [
+    "DroppedNaNWarning",
+    "generalization_gap",
+    "kendall_tau",
+    "sharpness_correlation",
+]
 
 MIN_POINTS = 3
 
@@ -35,8 +40,10 @@ def generalization_gap(record: Mapping) -> float:
     """``test_error - train_error`` (zero-one errors) of a history record or a sweep row."""
     missing = [k for k in ("test_error", "train_error") if k not in record]
     if missing:
-        raise ValueError(f"generalization_gap needs {' and '.join(missing)} in the record; "
-                         f"it has {', '.join(map(str, record)) or 'no keys'}.")
+        raise ValueError(
+            f"generalization_gap needs {' and '.join(missing)} in the record; "
+            f"it has {', '.join(map(str, record)) or 'no keys'}."
+        )
     return float(record["test_error"]) - float(record["train_error"])
 
 
@@ -44,7 +51,9 @@ def _as_vector(name: str, values) -> np.ndarray:
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a sequence of numbers; got {values!r:.80}.") from None
+        raise ValueError(
+            f"{name} must be a sequence of numbers; got {values!r:.80}."
+        ) from None
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional; got shape {arr.shape}.")
     return arr
@@ -54,13 +63,17 @@ def _kendall(x, y, method: str = "auto") -> tuple[float, float, int, int]:
     """(tau_b, p, n used, n dropped for NaN); ValueError below MIN_POINTS usable pairs."""
     x, y = _as_vector("x", x), _as_vector("y", y)
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same length; got {x.size} and {y.size}.")
+        raise ValueError(
+            f"x and y must have the same length; got {x.size} and {y.size}."
+        )
     keep = ~(np.isnan(x) | np.isnan(y))
     n, dropped = int(keep.sum()), int(x.size - keep.sum())
     if n < MIN_POINTS:
         extra = f" ({dropped} with a NaN dropped)" if dropped else ""
-        raise ValueError(f"Kendall's tau needs at least {MIN_POINTS} pairs without NaN; got "
-                         f"{n}{extra}.")
+        raise ValueError(
+            f"Kendall's tau needs at least {MIN_POINTS} pairs without NaN; got "
+            f"{n}{extra}."
+        )
     x, y = x[keep], y[keep]
     if np.all(x == x[0]) or np.all(y == y[0]):
         return math.nan, math.nan, n, dropped
@@ -77,8 +90,12 @@ def kendall_tau(x, y, method: str = "auto") -> tuple[float, float]:
     """
     tau, p, n, dropped = _kendall(x, y, method)
     if dropped:
-        warnings.warn(f"kendall_tau: dropped {dropped} of {n + dropped} pairs with a NaN; "
-                      f"tau uses the other {n}.", DroppedNaNWarning, stacklevel=2)
+        warnings.warn(
+            f"kendall_tau: dropped {dropped} of {n + dropped} pairs with a NaN; "
+            f"tau uses the other {n}.",
+            DroppedNaNWarning,
+            stacklevel=2,
+        )
     return tau, p
 
 
@@ -95,9 +112,12 @@ def _value(row: Mapping, key: str) -> float:
         return math.nan
 
 
-def sharpness_correlation(rows: Iterable[Mapping], gap: str = "generalization_gap",
-                          measures: Sequence[str] = ("hessian_trace", "min_sharpness"),
-                          by: str | Sequence[str] | None = "arch") -> list[dict]:
+def sharpness_correlation(
+    rows: Iterable[Mapping],
+    gap: str = "generalization_gap",
+    measures: Sequence[str] = ("hessian_trace", "min_sharpness"),
+    by: str | Sequence[str] | None = "arch",
+) -> list[dict]:
     """Kendall's tau-b between each sharpness measure and ``gap``, per group of rows.
 
     ``rows`` are dicts (one per run, e.g. a sweep's ``finished`` rows); ``gap`` is a key,
@@ -116,8 +136,10 @@ def sharpness_correlation(rows: Iterable[Mapping], gap: str = "generalization_ga
             raise ValueError(f"rows must be dicts; row {i} is {type(row).__name__}.")
         missing = [k for k in keys if k not in row]
         if missing:
-            raise ValueError(f"row {i} has no {missing[0]!r} to group by; its keys are "
-                             f"{', '.join(map(str, row))}.")
+            raise ValueError(
+                f"row {i} has no {missing[0]!r} to group by; its keys are "
+                f"{', '.join(map(str, row))}."
+            )
     groups: dict[tuple, list[Mapping]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
@@ -132,6 +154,14 @@ def sharpness_correlation(rows: Iterable[Mapping], gap: str = "generalization_ga
                 tau = p = math.nan
                 n = sum(not (math.isnan(a) or math.isnan(b)) for a, b in zip(x, y))
                 dropped = len(members) - n
-            out.append({**dict(zip(keys, group)), "measure": measure, "tau": tau, "p": p,
-                        "n": n, "n_dropped": dropped})
+            out.append(
+                {
+                    **dict(zip(keys, group)),
+                    "measure": measure,
+                    "tau": tau,
+                    "p": p,
+                    "n": n,
+                    "n_dropped": dropped,
+                }
+            )
     return out

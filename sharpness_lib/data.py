@@ -46,7 +46,9 @@ class TrainingSet:
         return self.x.shape[0]
 
 
-ParityXor = TrainingSet  # the historical name, from when P_xor was the only distribution
+ParityXor = (
+    TrainingSet  # the historical name, from when P_xor was the only distribution
+)
 
 
 def xor_label(x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +93,9 @@ def make_parity_xor(d: int, n: int, seed: int = 0, dtype=torch.float64) -> Train
 def hypercube(d: int, dtype=torch.float64) -> torch.Tensor:
     """All 2^d points of {-1, 1}^d, shape (2^d, d)."""
     d = check_int("d", d, 1, EXACT_MAX_D)
-    return torch.as_tensor(_bits_to_points(np.arange(2**d, dtype=np.int64), d), dtype=dtype)
+    return torch.as_tensor(
+        _bits_to_points(np.arange(2**d, dtype=np.int64), d), dtype=dtype
+    )
 
 
 def ball_label(x: torch.Tensor) -> torch.Tensor:
@@ -112,7 +116,9 @@ def sample_ball(num: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return g / norms * r
 
 
-def make_uniform_ball(d: int, n: int, seed: int = 0, dtype=torch.float64) -> TrainingSet:
+def make_uniform_ball(
+    d: int, n: int, seed: int = 0, dtype=torch.float64
+) -> TrainingSet:
     """Draw ``n`` i.i.d. points uniform in the unit ball of R^d, y = |x1| - |x2| (Figure 7)."""
     d = check_int("d", d, 2)
     n = check_int("n", n, 1)
@@ -122,8 +128,9 @@ def make_uniform_ball(d: int, n: int, seed: int = 0, dtype=torch.float64) -> Tra
     return TrainingSet(x=x, y=ball_label(x), d=d, seed=seed, distribution="ball")
 
 
-def make_dataset(dataset: str, d: int, n: int, seed: int = 0,
-                 dtype=torch.float64) -> TrainingSet:
+def make_dataset(
+    dataset: str, d: int, n: int, seed: int = 0, dtype=torch.float64
+) -> TrainingSet:
     """The training set of distribution ``dataset`` (``"xor"`` or ``"ball"``)."""
     check_choice("dataset", dataset, DATASETS)
     maker = make_parity_xor if dataset == "xor" else make_uniform_ball
@@ -155,12 +162,23 @@ class TestSet:
 
     __test__ = False
 
-    def __init__(self, d: int, seed: int = 0, num_samples: int = DEFAULT_TEST_SAMPLES,
-                 exact_max_d: int = EXACT_MAX_D, dtype=torch.float64, exact: bool | None = None):
+    def __init__(
+        self,
+        d: int,
+        seed: int = 0,
+        num_samples: int = DEFAULT_TEST_SAMPLES,
+        exact_max_d: int = EXACT_MAX_D,
+        dtype=torch.float64,
+        exact: bool | None = None,
+    ):
         self.d = check_int("d", d, 2)
         num_samples = check_int("test samples", num_samples, 1)
-        if exact is None:   # evaluated at every log point: enumerate only when it is cheap
-            exact = self.d <= exact_max_d and 2**self.d <= EXACT_COST_FACTOR * num_samples
+        if (
+            exact is None
+        ):  # evaluated at every log point: enumerate only when it is cheap
+            exact = (
+                self.d <= exact_max_d and 2**self.d <= EXACT_COST_FACTOR * num_samples
+            )
         elif exact:
             check_int("d", d, 2, EXACT_MAX_D)
         self.exact = bool(exact)
@@ -169,24 +187,30 @@ class TestSet:
             self.num_points = 2**self.d
         else:
             rng = np.random.default_rng([check_int("seed", seed, 0), 0x7E57])
-            self._x = torch.as_tensor(sample_hypercube(num_samples, self.d, rng), dtype=dtype)
+            self._x = torch.as_tensor(
+                sample_hypercube(num_samples, self.d, rng), dtype=dtype
+            )
             self.num_points = num_samples
         self.dtype = dtype
 
     def _chunks(self, chunk: int = 1 << 15):
-        if not self.exact:   # in chunks: a wide net's activations on 10^6 samples are large
+        if (
+            not self.exact
+        ):  # in chunks: a wide net's activations on 10^6 samples are large
             for start in range(0, self.num_points, chunk):
-                yield self._x[start:start + chunk]
+                yield self._x[start : start + chunk]
             return
         for start in range(0, self.num_points, chunk):
-            codes = np.arange(start, min(start + chunk, self.num_points), dtype=np.int64)
+            codes = np.arange(
+                start, min(start + chunk, self.num_points), dtype=np.int64
+            )
             yield torch.as_tensor(_bits_to_points(codes, self.d), dtype=self.dtype)
 
     @torch.no_grad()
     def error(self, model: torch.nn.Module) -> TestError:
         wrong = 0
         for x in self._chunks():
-            wrong += int((~(model(x) * xor_label(x) > 0)).sum())   # NaN output: wrong
+            wrong += int((~(model(x) * xor_label(x) > 0)).sum())  # NaN output: wrong
         p = wrong / self.num_points
         se = 0.0 if self.exact else math.sqrt(p * (1 - p) / self.num_points)
         return TestError(p, se, self.exact, self.num_points)
@@ -203,8 +227,13 @@ class BallTestSet:
     __test__ = False
     exact = False
 
-    def __init__(self, d: int, seed: int = 0, num_samples: int = DEFAULT_TEST_SAMPLES,
-                 dtype=torch.float64):
+    def __init__(
+        self,
+        d: int,
+        seed: int = 0,
+        num_samples: int = DEFAULT_TEST_SAMPLES,
+        dtype=torch.float64,
+    ):
         self.d = check_int("d", d, 2)
         num_samples = check_int("test samples", num_samples, 1)
         rng = np.random.default_rng([check_int("seed", seed, 0), 0xBA57])
@@ -215,8 +244,12 @@ class BallTestSet:
 
     @torch.no_grad()
     def error(self, model: torch.nn.Module) -> TestError:
-        p = float((~(model(self._x) * self._y > 0)).to(torch.float64).mean())  # NaN: wrong
-        return TestError(p, math.sqrt(p * (1 - p) / self.num_points), False, self.num_points)
+        p = float(
+            (~(model(self._x) * self._y > 0)).to(torch.float64).mean()
+        )  # NaN: wrong
+        return TestError(
+            p, math.sqrt(p * (1 - p) / self.num_points), False, self.num_points
+        )
 
     @torch.no_grad()
     def mse(self, model: torch.nn.Module) -> TestError:
@@ -226,20 +259,27 @@ class BallTestSet:
         return TestError(float(e.mean()), se, False, self.num_points)
 
 
-def make_test_set(dataset: str, d: int, seed: int = 0,
-                  num_samples: int = DEFAULT_TEST_SAMPLES) -> TestSet | BallTestSet:
+def make_test_set(
+    dataset: str, d: int, seed: int = 0, num_samples: int = DEFAULT_TEST_SAMPLES
+) -> TestSet | BallTestSet:
     """The test set of distribution ``dataset`` (``"xor"`` or ``"ball"``)."""
     check_choice("dataset", dataset, DATASETS)
     cls = TestSet if dataset == "xor" else BallTestSet
     return cls(d, seed=seed, num_samples=num_samples)
 
 
-def test_error(model: torch.nn.Module, d: int, seed: int = 0,
-               num_samples: int = DEFAULT_TEST_SAMPLES) -> TestError:
+def test_error(
+    model: torch.nn.Module,
+    d: int,
+    seed: int = 0,
+    num_samples: int = DEFAULT_TEST_SAMPLES,
+) -> TestError:
     """Zero-one error of ``model`` on P_xor: exact for d <= 20 (one evaluation, so the
     whole hypercube is affordable), else on ``num_samples`` fresh samples (:class:`TestSet`)."""
     d = check_int("d", d, 2)
-    return TestSet(d, seed=seed, num_samples=num_samples, exact=d <= EXACT_MAX_D).error(model)
+    return TestSet(d, seed=seed, num_samples=num_samples, exact=d <= EXACT_MAX_D).error(
+        model
+    )
 
 
 test_error.__test__ = False

@@ -31,24 +31,32 @@ def arch_from_knobs(bias: bool, norm: str, activation: str, depth: int = 2) -> s
     of the paper). ``depth`` > 2 is the MLP-Bias of Theorem 4.1 / Figure 11.
     """
     if norm not in _NORMS:
-        raise ValueError(f"normalization must be one of {', '.join(_NORMS)}; got {norm!r}.")
+        raise ValueError(
+            f"normalization must be one of {', '.join(_NORMS)}; got {norm!r}."
+        )
     if activation not in ("relu", "softplus"):
         raise ValueError(f"activation must be relu or softplus; got {activation!r}.")
     if isinstance(depth, bool) or not isinstance(depth, int) or not 2 <= depth <= 6:
         raise ValueError(f"depth must be a whole number from 2 to 6; got {depth!r}.")
     if depth > 2:
         if not bias or norm != "none" or activation != "relu":
-            raise ValueError(f"depth {depth} is defined (Theorem 4.1, Figure 11) for the ReLU "
-                             "MLP with bias and no normalization only; use depth 2 otherwise.")
+            raise ValueError(
+                f"depth {depth} is defined (Theorem 4.1, Figure 11) for the ReLU "
+                "MLP with bias and no normalization only; use depth 2 otherwise."
+            )
         return "deep_bias"
     if norm != "none":
         if not bias or activation != "relu":
-            raise ValueError(f"normalization {norm!r} is defined (Section 2) for the ReLU network "
-                             "with bias only; switch bias on and use relu.")
+            raise ValueError(
+                f"normalization {norm!r} is defined (Section 2) for the ReLU network "
+                "with bias only; switch bias on and use relu."
+            )
         return _NORMS[norm]
     if activation == "softplus":
         if not bias:
-            raise ValueError("softplus is studied with bias only (Figure 5); switch bias on.")
+            raise ValueError(
+                "softplus is studied with bias only (Figure 5); switch bias on."
+            )
         return "softplus"
     return "bias" if bias else "nobias"
 
@@ -56,27 +64,44 @@ def arch_from_knobs(bias: bool, norm: str, activation: str, depth: int = 2) -> s
 def knobs_from_arch(arch: str, depth: int = 3) -> dict:
     """Inverse of :func:`arch_from_knobs` (``depth`` is used for ``deep_bias`` only)."""
     relu_bias = dict(bias=True, activation="relu")
-    return {"nobias": dict(bias=False, norm="none", activation="relu", depth=2),
-            "bias": dict(norm="none", depth=2, **relu_bias),
-            "softplus": dict(bias=True, norm="none", activation="softplus", depth=2),
-            "sbn": dict(norm="sim_bn", depth=2, **relu_bias),
-            "sln": dict(norm="sim_ln", depth=2, **relu_bias),
-            "bn": dict(norm="bn", depth=2, **relu_bias),
-            "ln": dict(norm="ln", depth=2, **relu_bias),
-            "deep_bias": dict(norm="none", depth=depth, **relu_bias)}[arch]
+    return {
+        "nobias": dict(bias=False, norm="none", activation="relu", depth=2),
+        "bias": dict(norm="none", depth=2, **relu_bias),
+        "softplus": dict(bias=True, norm="none", activation="softplus", depth=2),
+        "sbn": dict(norm="sim_bn", depth=2, **relu_bias),
+        "sln": dict(norm="sim_ln", depth=2, **relu_bias),
+        "bn": dict(norm="bn", depth=2, **relu_bias),
+        "ln": dict(norm="ln", depth=2, **relu_bias),
+        "deep_bias": dict(norm="none", depth=depth, **relu_bias),
+    }[arch]
 
 
 def panel_defaults(cfg: TrainConfig) -> dict:
     """The panel's values for a config (single-phase: the first phase's lr and rho)."""
     first = cfg.schedule()[0]
-    out = {"width": cfg.width, **knobs_from_arch(cfg.arch, cfg.depth), "algorithm": cfg.algo,
-           "lr": first.lr, "rho": first.rho, "weight_decay": cfg.wd,
-           "init_scale": cfg.init_scale, "epochs": cfg.epochs, "seed": cfg.seed, "d": cfg.d,
-           "n": cfg.n}
+    out = {
+        "width": cfg.width,
+        **knobs_from_arch(cfg.arch, cfg.depth),
+        "algorithm": cfg.algo,
+        "lr": first.lr,
+        "rho": first.rho,
+        "weight_decay": cfg.wd,
+        "init_scale": cfg.init_scale,
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "d": cfg.d,
+        "n": cfg.n,
+    }
     # the rest travels through the panel unchanged
-    rest = {k: v for k, v in cfg.to_dict().items()
-            if k not in ("arch", "algo", "wd", "lr", "rho", "phases", "batch_size", *out)}
-    if cfg.algo in ("sgd", "msam"):       # minibatch runs keep their batch size (Figure 8a: 10)
+    rest = {
+        k: v
+        for k, v in cfg.to_dict().items()
+        if k not in ("arch", "algo", "wd", "lr", "rho", "phases", "batch_size", *out)
+    }
+    if cfg.algo in (
+        "sgd",
+        "msam",
+    ):  # minibatch runs keep their batch size (Figure 8a: 10)
         rest["batch_size"] = cfg.batch_size
     return {**out, **rest}
 
@@ -86,8 +111,12 @@ def config_from_panel(values: dict) -> TrainConfig:
     values = dict(values)
     if any(k in values for k in _KNOBS):
         depth = values.pop("depth", 2)
-        arch = arch_from_knobs(values.pop("bias", True), values.pop("norm", "none"),
-                               values.pop("activation", "relu"), depth)
+        arch = arch_from_knobs(
+            values.pop("bias", True),
+            values.pop("norm", "none"),
+            values.pop("activation", "relu"),
+            depth,
+        )
         values["arch"] = arch
         if arch == "deep_bias":
             values["depth"] = depth
@@ -96,11 +125,12 @@ def config_from_panel(values: dict) -> TrainConfig:
             values[new] = values.pop(old)
     if values.get("algo") in ("gd", "sgd"):
         values["rho"] = 0.0
-    if values.get("algo") in ("gd", "sam1"):   # their batch size is fixed (n and 1)
+    if values.get("algo") in ("gd", "sam1"):  # their batch size is fixed (n and 1)
         values.pop("batch_size", None)
     # checked before use: int() of a NaN/huge/str value would raise a raw, unnamed error
-    values.setdefault("log_every", max(1, check_int("epochs", values.get("epochs", 100), 0)
-                                       // 100))
+    values.setdefault(
+        "log_every", max(1, check_int("epochs", values.get("epochs", 100), 0) // 100)
+    )
     return TrainConfig.from_dict(values).validate()
 
 
@@ -119,8 +149,9 @@ def _train_one_thread(cfg: TrainConfig, train_kwargs: dict) -> TrainResult:
     return train(cfg, **train_kwargs)
 
 
-def run_seeds(cfg: TrainConfig, seeds=(0, 1, 2), n_jobs: int | None = None,
-              **train_kwargs) -> list[TrainResult]:
+def run_seeds(
+    cfg: TrainConfig, seeds=(0, 1, 2), n_jobs: int | None = None, **train_kwargs
+) -> list[TrainResult]:
     """The same config over several seeds, in parallel, one torch thread per run.
 
     Runs the compiled engine covers go to threads (its kernels release the GIL); the others
@@ -144,7 +175,8 @@ def run_seeds(cfg: TrainConfig, seeds=(0, 1, 2), n_jobs: int | None = None,
             from joblib import Parallel, delayed
 
             return Parallel(n_jobs=n_jobs, backend="loky")(
-                delayed(_train_one_thread)(c, train_kwargs) for c in cfgs)
+                delayed(_train_one_thread)(c, train_kwargs) for c in cfgs
+            )
         with ThreadPoolExecutor(n_jobs) as pool:
             return list(pool.map(lambda c: train(c, **train_kwargs), cfgs))
     finally:
@@ -184,9 +216,18 @@ def _one_thread_run(config: dict) -> dict:
     return run_config(config)
 
 
-def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, options: dict | None = None,
-                    seeds=(0, 1, 2), rho: float = 0.05, n_jobs: int = -1,
-                    backend: str = "loky", progress: bool = False):
+def optimizer_study(
+    bases: dict,
+    lrs: dict,
+    *,
+    optimizers=None,
+    options: dict | None = None,
+    seeds=(0, 1, 2),
+    rho: float = 0.05,
+    n_jobs: int = -1,
+    backend: str = "loky",
+    progress: bool = False,
+):
     """1-SAM over each base optimizer, and that optimizer alone (batch 1), per architecture.
 
     The student report's design (../seeds/003: SAM with SGD, heavy ball, Adam, Adagrad,
@@ -210,26 +251,57 @@ def optimizer_study(bases: dict, lrs: dict, *, optimizers=None, options: dict | 
         for opt in optimizers:
             lr = lrs.get((label, opt), lrs.get(opt))
             if lr is None:
-                raise ValueError(f"no learning rate for optimizer {opt!r} (architecture "
-                                 f"{label!r}); give lrs[{opt!r}] or lrs[({label!r}, {opt!r})].")
+                raise ValueError(
+                    f"no learning rate for optimizer {opt!r} (architecture "
+                    f"{label!r}); give lrs[{opt!r}] or lrs[({label!r}, {opt!r})]."
+                )
             for algo in ("sam1", "sgd"):
                 for seed in seeds:
-                    c = cfg.replace(optimizer=opt, lr=lr, algo=algo, batch_size=None, phases=(),
-                                    rho=rho if algo == "sam1" else 0.0, seed=seed,
-                                    optimizer_options=(options or {}).get(
-                                        opt, cfg.optimizer_options)).validate()
+                    c = cfg.replace(
+                        optimizer=opt,
+                        lr=lr,
+                        algo=algo,
+                        batch_size=None,
+                        phases=(),
+                        rho=rho if algo == "sam1" else 0.0,
+                        seed=seed,
+                        optimizer_options=(options or {}).get(
+                            opt, cfg.optimizer_options
+                        ),
+                    ).validate()
                     points.append(c.to_dict())
                     labels.append(label)
-    res = run_sweep({}, points, train_fn=_one_thread_run, n_jobs=n_jobs, backend=backend,
-                    progress=progress)
+    res = run_sweep(
+        {},
+        points,
+        train_fn=_one_thread_run,
+        n_jobs=n_jobs,
+        backend=backend,
+        progress=progress,
+    )
     rows = []
     for r in sorted(res.finished, key=lambda r: r["config_id"]):
-        rows.append({"label": labels[r["config_id"]], "arch": r["arch"],
-                     "optimizer": r["optimizer"],
-                     "method": "1-SAM" if r["algo"] == "sam1" else "alone", "seed": r["seed"],
-                     "lr": r["lr"], "epoch": r["epoch"], "status": r["status"],
-                     **{k: r.get(k, float("nan")) for k in
-                        ("train_loss", "train_error", "test_error", "hessian_trace",
-                         "min_sharpness")},
-                     "generalization_gap": generalization_gap(r)})
+        rows.append(
+            {
+                "label": labels[r["config_id"]],
+                "arch": r["arch"],
+                "optimizer": r["optimizer"],
+                "method": "1-SAM" if r["algo"] == "sam1" else "alone",
+                "seed": r["seed"],
+                "lr": r["lr"],
+                "epoch": r["epoch"],
+                "status": r["status"],
+                **{
+                    k: r.get(k, float("nan"))
+                    for k in (
+                        "train_loss",
+                        "train_error",
+                        "test_error",
+                        "hessian_trace",
+                        "min_sharpness",
+                    )
+                },
+                "generalization_gap": generalization_gap(r),
+            }
+        )
     return rows, res.failed

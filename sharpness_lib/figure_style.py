@@ -11,8 +11,16 @@ __all__ = ["DEFAULT_MAX_POINTS", "PALETTE", "color_for"]
 
 # Plotly's default qualitative palette, fixed here so colours do not depend on the template.
 PALETTE = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 
 DEFAULT_MAX_POINTS = 250  # a panel is ~250 px wide: more points only add page weight

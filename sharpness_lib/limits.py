@@ -24,19 +24,30 @@ No torch import here: the CLI uses this module before the heavy imports.
 
 from __future__ import annotations
 
-import math
 import os
 
-__all__ = ["EXACT_COST_FACTOR", "available_memory", "run_memory", "check_memory",
-           "exact_test_error", "run_cost", "cost_notice", "construction_memory",
-           "construction_cost", "check_construction", "divergence_suspects", "divergence_hint",
-           "guard_imports", "format_bytes",
-           "format_seconds"]
+__all__ = [
+    "EXACT_COST_FACTOR",
+    "available_memory",
+    "run_memory",
+    "check_memory",
+    "exact_test_error",
+    "run_cost",
+    "cost_notice",
+    "construction_memory",
+    "construction_cost",
+    "check_construction",
+    "divergence_suspects",
+    "divergence_hint",
+    "guard_imports",
+    "format_bytes",
+    "format_seconds",
+]
 
-EXACT_COST_FACTOR = 16      # exact hypercube if 2^d <= 16 x the sampled test set
-EXACT_MAX_D = 20            # and never above 2^20 points
-NOTICE_SECONDS = 10.0       # the CLI announces runs estimated to take longer than this
-_F = 8                      # bytes per float64
+EXACT_COST_FACTOR = 16  # exact hypercube if 2^d <= 16 x the sampled test set
+EXACT_MAX_D = 20  # and never above 2^20 points
+NOTICE_SECONDS = 10.0  # the CLI announces runs estimated to take longer than this
+_F = 8  # bytes per float64
 
 # per-step costs, measured (benchmarks on the 2-core CI-like machine, width 64..512, d 30):
 # the compiled engine ~1 ns per parameter per sample, the torch reference path ~1 ms of
@@ -80,9 +91,13 @@ def available_memory() -> int | None:
                     break
     except OSError:
         pass
-    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
         try:
             with open(limit_file) as f:
                 raw = f.read().strip()
@@ -100,15 +115,17 @@ def available_memory() -> int | None:
 def exact_test_error(d: int, num_samples: int) -> bool:
     """True if the zero-one test error on P_xor is computed on the whole hypercube: 2^d points
     cost at most EXACT_COST_FACTOR times the ``num_samples`` fresh samples, and d <= 20."""
-    return d <= EXACT_MAX_D and 2 ** d <= EXACT_COST_FACTOR * num_samples
+    return d <= EXACT_MAX_D and 2**d <= EXACT_COST_FACTOR * num_samples
 
 
 def _get(cfg, name, default=None):
-    return cfg.get(name, default) if isinstance(cfg, dict) else getattr(cfg, name, default)
+    return (
+        cfg.get(name, default) if isinstance(cfg, dict) else getattr(cfg, name, default)
+    )
 
 
 def _param_count(arch: str, d: int, width: int, depth: int) -> int:
-    p = width * (d + 1) + width            # W1, b1 (nobias: one width less), W2
+    p = width * (d + 1) + width  # W1, b1 (nobias: one width less), W2
     if arch in ("sbn", "bn", "ln"):
         p += width * (1 if arch == "sbn" else 2)  # gamma (and beta)
     if arch == "deep_bias":
@@ -136,35 +153,51 @@ def run_memory(cfg) -> dict[str, float]:
 
     Deliberately generous (several temporaries per tensor): the exact trace of
     :mod:`sharpness_lib.sharpness` keeps about a dozen (n, width) tensors alive at once."""
-    arch, d, n, width = _get(cfg, "arch"), _get(cfg, "d"), _get(cfg, "n"), _get(cfg, "width")
+    arch, d, n, width = (
+        _get(cfg, "arch"),
+        _get(cfg, "d"),
+        _get(cfg, "n"),
+        _get(cfg, "width"),
+    )
     depth = _get(cfg, "depth", 3) if arch == "deep_bias" else 2
     samples = _get(cfg, "test_samples", 10_000)
     P = _param_count(arch, d, width, depth)
     sam = _get(cfg, "algo") in ("sam1", "msam")
     # value, gradient, the divergence snapshot, SAM's perturbation, the optimizer's state
-    slots = 3 + sam + _optimizer_slots(_get(cfg, "optimizer", "sgd"),
-                                       _get(cfg, "optimizer_options", {}))
+    slots = (
+        3
+        + sam
+        + _optimizer_slots(
+            _get(cfg, "optimizer", "sgd"), _get(cfg, "optimizer_options", {})
+        )
+    )
     layers = max(1, depth - 1)
     out = {"model parameters and optimizer state": float(P) * slots * _F}
     train_set = 3.0 * n * d * _F
-    if _get(cfg, "dataset", "xor") == "xor" and d > 24:   # dict of distinct rows while drawing
+    if (
+        _get(cfg, "dataset", "xor") == "xor" and d > 24
+    ):  # dict of distinct rows while drawing
         train_set += n * (d * _F + 120.0)
     out["training set"] = train_set
     out["activations on the training set"] = 12.0 * n * width * layers * _F
     if _get(cfg, "dataset", "xor") == "xor" and exact_test_error(d, samples):
-        out["test set"] = 4.0 * min(2 ** d, 1 << 15) * (width * layers + d) * _F
+        out["test set"] = 4.0 * min(2**d, 1 << 15) * (width * layers + d) * _F
     else:
         # the samples are stored, and evaluated in chunks of 2^15 (TestSet); the ball's at once
-        chunk = samples if _get(cfg, "dataset", "xor") == "ball" else min(samples, 1 << 15)
+        chunk = (
+            samples if _get(cfg, "dataset", "xor") == "ball" else min(samples, 1 << 15)
+        )
         out["test set"] = samples * d * _F + 4.0 * chunk * width * layers * _F
     return out
 
 
 # which settings make each component large, for the refusal sentence
-_DRIVERS = {"model parameters and optimizer state": ("width", "d", "depth"),
-            "training set": ("n", "d"),
-            "activations on the training set": ("n", "width", "depth"),
-            "test set": ("test_samples", "width", "d", "depth")}
+_DRIVERS = {
+    "model parameters and optimizer state": ("width", "d", "depth"),
+    "training set": ("n", "d"),
+    "activations on the training set": ("n", "width", "depth"),
+    "test set": ("test_samples", "width", "d", "depth"),
+}
 
 
 def check_memory(cfg, available: int | None = None) -> None:
@@ -176,15 +209,19 @@ def check_memory(cfg, available: int | None = None) -> None:
     if avail is None or total <= avail:
         return
     part = max(need, key=need.get)
-    names = [k for k in _DRIVERS[part]
-             if k != "depth" or _get(cfg, "arch") == "deep_bias"]
+    names = [
+        k for k in _DRIVERS[part] if k != "depth" or _get(cfg, "arch") == "deep_bias"
+    ]
     # the culprit: the setting furthest above its default (width 1e9 -> width, not samples)
     culprit = max(names, key=lambda k: float(_get(cfg, k) or 1) / _DEFAULTS[k])
-    values = ", ".join(f"{k} {_get(cfg, k)}" for k in [culprit] + [k for k in names
-                                                                    if k != culprit])
-    raise ValueError(f"this run ({values}) needs about {format_bytes(total)} of memory, "
-                     f"mostly for the {part} ({format_bytes(need[part])}), but only "
-                     f"{format_bytes(avail)} is available; reduce {culprit}.")
+    values = ", ".join(
+        f"{k} {_get(cfg, k)}" for k in [culprit] + [k for k in names if k != culprit]
+    )
+    raise ValueError(
+        f"this run ({values}) needs about {format_bytes(total)} of memory, "
+        f"mostly for the {part} ({format_bytes(need[part])}), but only "
+        f"{format_bytes(avail)} is available; reduce {culprit}."
+    )
 
 
 _DEFAULTS = {"width": 512, "d": 30, "n": 100, "test_samples": 10_000, "depth": 3}
@@ -200,19 +237,32 @@ def run_cost(cfg, engine: bool) -> dict:
     batches_per_epoch = 1 if cfg.algo == "gd" else -(-n // cfg.batch_size)
     steps = epochs * batches_per_epoch
     sam = 2 if cfg.algo in ("sam1", "msam") else 1
-    norm = n if arch in ("sbn", "bn") and not engine else 1   # statistics over x_ref per step
+    norm = (
+        n if arch in ("sbn", "bn") and not engine else 1
+    )  # statistics over x_ref per step
     if engine:
         train_s = epochs * n * P * sam * _ENGINE_NS_PER_PARAM * 1e-9
     else:
-        train_s = (steps * sam * _REF_SECONDS_PER_STEP
-                   + epochs * n * norm * P * sam * _REF_NS_PER_PARAM * 1e-9)
+        train_s = (
+            steps * sam * _REF_SECONDS_PER_STEP
+            + epochs * n * norm * P * sam * _REF_NS_PER_PARAM * 1e-9
+        )
     log_points = epochs // cfg.log_every + 2
-    test_points = (2 ** d if cfg.dataset == "xor" and exact_test_error(d, cfg.test_samples)
-                   else cfg.test_samples)
-    per_log = (test_points * width * max(1, depth - 1) * _TEST_NS_PER_UNIT
-               + n * P * _TRACE_NS_PER_PARAM) * 1e-9
-    return {"steps": steps, "log_points": log_points, "test_points": test_points,
-            "seconds": train_s + log_points * per_log}
+    test_points = (
+        2**d
+        if cfg.dataset == "xor" and exact_test_error(d, cfg.test_samples)
+        else cfg.test_samples
+    )
+    per_log = (
+        test_points * width * max(1, depth - 1) * _TEST_NS_PER_UNIT
+        + n * P * _TRACE_NS_PER_PARAM
+    ) * 1e-9
+    return {
+        "steps": steps,
+        "log_points": log_points,
+        "test_points": test_points,
+        "seconds": train_s + log_points * per_log,
+    }
 
 
 def cost_notice(cfg, engine: bool) -> str | None:
@@ -220,10 +270,13 @@ def cost_notice(cfg, engine: bool) -> str | None:
     c = run_cost(cfg, engine)
     if c["seconds"] <= NOTICE_SECONDS:
         return None
-    return (f"this run takes {c['steps']:,} optimizer steps ({cfg.epochs:,} epochs) and "
-            f"{c['log_points']:,} log points over {c['test_points']:,} test points: about "
-            f"{format_seconds(c['seconds'])} on this machine ({'compiled engine' if engine else 'torch reference path'}); "
-            "Ctrl-C stops it and prints the history so far.")
+    return (
+        f"this run takes {c['steps']:,} optimizer steps ({cfg.epochs:,} epochs) and "
+        f"{c['log_points']:,} log points over {c['test_points']:,} test points: about "
+        f"{format_seconds(c['seconds'])} on this machine "
+        f"({'compiled engine' if engine else 'torch reference path'}); "
+        "Ctrl-C stops it and prints the history so far."
+    )
 
 
 def construction_memory(d: int, n: int, depth: int = 2) -> float:
@@ -233,28 +286,37 @@ def construction_memory(d: int, n: int, depth: int = 2) -> float:
     layers = max(1, depth - 1)
     nn = float(n) * n
     chunk = min(2 ** min(d, 62), 1 << 15)
-    return (_F * (8 * nn + 3 * (depth - 2) * nn + 4 * chunk * n * layers + 4 * n * d)
-            + 1500.0 * depth)    # a torch Parameter object per hidden layer
+    return (
+        _F * (8 * nn + 3 * (depth - 2) * nn + 4 * chunk * n * layers + 4 * n * d)
+        + 1500.0 * depth
+    )  # a torch Parameter object per hidden layer
 
 
 def construction_cost(d: int, n: int, depth: int = 2) -> float:
     """Estimated seconds of the constructions command (test error over the hypercube or the
     samples, traces, and ~0.1 ms per hidden layer to build and evaluate)."""
     layers = max(1, depth - 1)
-    test_points = 2 ** d if d <= EXACT_MAX_D else 10_000
-    return (test_points * n * layers * _TEST_NS_PER_UNIT * 1e-9 * 2
-            + 20.0 * n * n * layers * 1e-9 + 2e-4 * depth)
+    test_points = 2**d if d <= EXACT_MAX_D else 10_000
+    return (
+        test_points * n * layers * _TEST_NS_PER_UNIT * 1e-9 * 2
+        + 20.0 * n * n * layers * 1e-9
+        + 2e-4 * depth
+    )
 
 
-def check_construction(d: int, n: int, depth: int = 2, available: int | None = None) -> None:
+def check_construction(
+    d: int, n: int, depth: int = 2, available: int | None = None
+) -> None:
     need = construction_memory(d, n, depth)
     avail = available_memory() if available is None else available
     if avail is not None and need > avail:
         what = f"n {n}" if n * n >= depth else f"depth {depth}"
-        raise ValueError(f"the constructions for {what} (d {d}) need about "
-                         f"{format_bytes(need)} of memory (width-n networks, n x n matrices), "
-                         f"but only {format_bytes(avail)} is available; reduce "
-                         f"{what.split()[0]}.")
+        raise ValueError(
+            f"the constructions for {what} (d {d}) need about "
+            f"{format_bytes(need)} of memory (width-n networks, n x n matrices), "
+            f"but only {format_bytes(avail)} is available; reduce "
+            f"{what.split()[0]}."
+        )
 
 
 def divergence_suspects(cfg) -> list[str]:
@@ -270,20 +332,37 @@ def divergence_suspects(cfg) -> list[str]:
     # a GD step with weight decay multiplies the weights by (1 - lr wd): beyond 2 it flips
     # and grows
     if cfg.wd > 0:
-        ratios.append((lr * cfg.wd / 1.0, f"wd (weight decay) {cfg.wd:g} (lr x wd = "
-                                          f"{lr * cfg.wd:.3g}; above 1 the decay overshoots)"))
+        ratios.append(
+            (
+                lr * cfg.wd / 1.0,
+                f"wd (weight decay) {cfg.wd:g} (lr x wd = "
+                f"{lr * cfg.wd:.3g}; above 1 the decay overshoots)",
+            )
+        )
     if scale > 1:
-        ratios.append((scale ** 2 / 100, f"init_scale {cfg.init_scale:g} (large: the initial "
-                                          "curvature grows as its square)"))
+        ratios.append(
+            (
+                scale**2 / 100,
+                f"init_scale {cfg.init_scale:g} (large: the initial "
+                "curvature grows as its square)",
+            )
+        )
     if cfg.arch in ("sbn", "bn", "ln") and abs(cfg.gamma_init) > 1:
-        ratios.append((cfg.gamma_init ** 2 / 100, f"gamma_init {cfg.gamma_init:g} (large: "
-                                                   "the output grows with gamma)"))
+        ratios.append(
+            (
+                cfg.gamma_init**2 / 100,
+                f"gamma_init {cfg.gamma_init:g} (large: the output grows with gamma)",
+            )
+        )
     if sam and rho > 0:
-        ratios.append((rho / 1.0, f"rho {rho:g} (SAM's ascent step; typical values are "
-                                  "0.01-0.5)"))
+        ratios.append(
+            (rho / 1.0, f"rho {rho:g} (SAM's ascent step; typical values are 0.01-0.5)")
+        )
     opts = cfg.optimizer_options or {}
     if "momentum" in opts and opts["momentum"] >= 0.99:
-        ratios.append((opts["momentum"] / 0.99, f"momentum {opts['momentum']:g} (close to 1)"))
+        ratios.append(
+            (opts["momentum"] / 0.99, f"momentum {opts['momentum']:g} (close to 1)")
+        )
     # squared loss near init: sharpness ~ 2 ||grad f||^2 ~ init_scale^2 (d + 1), stable below
     # 2 / sharpness
     # (the init scale's share of that is flagged on its own above)
@@ -307,8 +386,10 @@ def guard_imports(restore: bool = False) -> None:
         os._exit(130)
 
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler if restore else interrupted)
-    except ValueError:   # not the main thread: leave signals alone
+        signal.signal(
+            signal.SIGINT, signal.default_int_handler if restore else interrupted
+        )
+    except ValueError:  # not the main thread: leave signals alone
         pass
 
 

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from ._validation import LOSSES, check_choice, check_float
 
 
-def per_sample_loss(f: torch.Tensor, y: torch.Tensor, loss: str = "mse",
-                    label_smoothing: float = 0.0) -> torch.Tensor:
+def per_sample_loss(
+    f: torch.Tensor, y: torch.Tensor, loss: str = "mse", label_smoothing: float = 0.0
+) -> torch.Tensor:
     """l(f_i, y_i) for every sample."""
     check_choice("loss", loss, LOSSES)
     if loss == "mse":
@@ -29,8 +30,9 @@ def mean_loss(f, y, loss="mse", label_smoothing=0.0) -> torch.Tensor:
     return per_sample_loss(f, y, loss, label_smoothing).mean()
 
 
-def loss_derivatives(f: torch.Tensor, y: torch.Tensor, loss: str = "mse",
-                     label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_derivatives(
+    f: torch.Tensor, y: torch.Tensor, loss: str = "mse", label_smoothing: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(dl/df, d^2l/df^2) per sample, used by the closed-form Hessian trace."""
     check_choice("loss", loss, LOSSES)
     if loss == "mse":

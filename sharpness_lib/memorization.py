@@ -25,8 +25,13 @@ import torch
 
 from .models import TwoLayerNet
 
-STAT_KEYS = ("active_per_train_point", "active_per_fresh_point", "points_per_neuron",
-             "median_abs_f_train", "median_abs_f_fresh")
+STAT_KEYS = (
+    "active_per_train_point",
+    "active_per_fresh_point",
+    "points_per_neuron",
+    "median_abs_f_train",
+    "median_abs_f_fresh",
+)
 LIVE_FRACTION = 1e-2
 ARCHS = ("nobias", "bias")  # plain ReLU 2-layer nets: pre-activation > 0 means "fires"
 
@@ -45,13 +50,16 @@ def live_neurons(model: TwoLayerNet, fraction: float = LIVE_FRACTION) -> torch.T
 
 
 @torch.no_grad()
-def activation_stats(model: TwoLayerNet, x_train: torch.Tensor,
-                     x_fresh: torch.Tensor) -> dict[str, float]:
+def activation_stats(
+    model: TwoLayerNet, x_train: torch.Tensor, x_fresh: torch.Tensor
+) -> dict[str, float]:
     """The memorization diagnostics of the module docstring, as floats."""
     arch = getattr(model, "arch", None)
     if arch not in ARCHS:
-        raise ValueError(f"activation_stats covers the ReLU 2-layer nets "
-                         f"({', '.join(ARCHS)}); got arch {arch!r}.")
+        raise ValueError(
+            f"activation_stats covers the ReLU 2-layer nets "
+            f"({', '.join(ARCHS)}); got arch {arch!r}."
+        )
     live = live_neurons(model)
     fire_train = (model.preactivation(x_train) > 0) & live
     fire_fresh = (model.preactivation(x_fresh) > 0) & live

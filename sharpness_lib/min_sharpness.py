@@ -66,7 +66,7 @@ from .sharpness import _with_one, hessian_trace
 GROUPS = ("neuron", "layer")
 RELU_ARCHS = ("nobias", "bias", "deep_bias")
 SUPPORTED_ARCHS = RELU_ARCHS + ("sbn", "sln", "bn", "ln")
-ZERO_TOL = 1e-12        # a block trace below ZERO_TOL * (sum of |terms|) counts as 0
+ZERO_TOL = 1e-12  # a block trace below ZERO_TOL * (sum of |terms|) counts as 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,15 +95,21 @@ class MinSharpness:
 def _arch(model) -> str:
     arch = getattr(model, "arch", None)
     if not isinstance(model, TwoLayerNet) or arch is None:
-        raise ValueError(f"model must be a sharpness_lib model (make_model); got "
-                         f"{type(model).__name__}.")
+        raise ValueError(
+            f"model must be a sharpness_lib model (make_model); got "
+            f"{type(model).__name__}."
+        )
     if arch == "softplus":
-        raise ValueError("2-MLP-Bias with softplus has no function-preserving rescaling "
-                         "(softplus is not positively homogeneous); valid archs: "
-                         f"{', '.join(SUPPORTED_ARCHS)}.")
+        raise ValueError(
+            "2-MLP-Bias with softplus has no function-preserving rescaling "
+            "(softplus is not positively homogeneous); valid archs: "
+            f"{', '.join(SUPPORTED_ARCHS)}."
+        )
     if arch not in SUPPORTED_ARCHS:
-        raise ValueError(f"no rescaling symmetry is implemented for arch {arch!r}; "
-                         f"valid archs: {', '.join(SUPPORTED_ARCHS)}.")
+        raise ValueError(
+            f"no rescaling symmetry is implemented for arch {arch!r}; "
+            f"valid archs: {', '.join(SUPPORTED_ARCHS)}."
+        )
     return arch
 
 
@@ -120,11 +126,13 @@ def _shape(model, arch: str, group: str) -> tuple[int, ...]:
         return (m,) if D == 2 else (D - 1, m)
     if arch == "sln":
         if group == "neuron":
-            raise ValueError("2-MLP-Sim-LN has no per-neuron rescaling symmetry (the norm "
-                             "||h|| mixes the neurons); use group='layer' (one scale for "
-                             "(W1, b1)).")
+            raise ValueError(
+                "2-MLP-Sim-LN has no per-neuron rescaling symmetry (the norm "
+                "||h|| mixes the neurons); use group='layer' (one scale for "
+                "(W1, b1))."
+            )
         return (1,)
-    return (2,) if group == "layer" else (2, m)          # sbn, bn, ln
+    return (2,) if group == "layer" else (2, m)  # sbn, bn, ln
 
 
 def _canonical_alpha(model, arch: str, alpha, group: str) -> torch.Tensor:
@@ -134,30 +142,39 @@ def _canonical_alpha(model, arch: str, alpha, group: str) -> torch.Tensor:
     try:
         a = torch.as_tensor(alpha, dtype=torch.float64).detach().clone()
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"alpha must be a number or an array of numbers; got {alpha!r}.") \
-            from None
+        raise ValueError(
+            f"alpha must be a number or an array of numbers; got {alpha!r}."
+        ) from None
     # shorthand: a scalar a for a 2-layer ReLU net's layer group means (a, 1/a)
     if a.ndim == 0 and group == "layer" and arch in RELU_ARCHS and shape == (2,):
         a = torch.stack([a, 1 / a]) if float(a) != 0 else torch.stack([a, a])
     elif a.ndim == 0 and shape == (1,):
         a = a.reshape(1)
     if tuple(a.shape) != shape:
-        raise ValueError(f"alpha must have shape {shape} for group={group!r} on "
-                         f"{ARCH_NAMES.get(arch, arch)} (see rescale); got {tuple(a.shape)}.")
+        raise ValueError(
+            f"alpha must have shape {shape} for group={group!r} on "
+            f"{ARCH_NAMES.get(arch, arch)} (see rescale); got {tuple(a.shape)}."
+        )
     bad = ~(torch.isfinite(a) & (a > 0))
     if bool(bad.any()):
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"every scale in alpha must be positive and finite; got "
-                         f"{float(a[idx]):g} at index {idx if len(idx) > 1 else idx[0]}.")
+        raise ValueError(
+            f"every scale in alpha must be positive and finite; got "
+            f"{float(a[idx]):g} at index {idx if len(idx) > 1 else idx[0]}."
+        )
     if group == "layer" and arch in RELU_ARCHS:
         logprod = float(a.log().sum())
         if abs(logprod) > 1e-9 * max(1.0, float(a.log().abs().sum())):
-            raise ValueError(f"the layer scales in alpha must multiply to 1 (otherwise f "
-                             f"changes); got product {math.exp(logprod):.12g}.")
+            raise ValueError(
+                f"the layer scales in alpha must multiply to 1 (otherwise f "
+                f"changes); got product {math.exp(logprod):.12g}."
+            )
     if arch == "ln" and group == "neuron" and bool((a[0] != a[0, 0]).any()):
-        raise ValueError("for 2-MLP-LN the first row of alpha (the (W1, b1) scale) must be "
-                         "one value for all neurons, as LayerNorm mixes them; got "
-                         f"values from {float(a[0].min()):g} to {float(a[0].max()):g}.")
+        raise ValueError(
+            "for 2-MLP-LN the first row of alpha (the (W1, b1) scale) must be "
+            "one value for all neurons, as LayerNorm mixes them; got "
+            f"values from {float(a[0].min()):g} to {float(a[0].max()):g}."
+        )
     return a
 
 
@@ -214,7 +231,7 @@ def rescale(model, alpha, group: str = "layer"):
         elif arch == "sln":
             new.W1.mul_(a[0])
             new.b1.mul_(a[0])
-        else:                                    # sbn, bn, ln: (W1, b1) and gamma/beta <-> W2
+        else:  # sbn, bn, ln: (W1, b1) and gamma/beta <-> W2
             s = a if group == "neuron" else a[:, None].expand(2, new.width)
             new.W1.mul_(s[0][:, None])
             new.b1.mul_(s[0])
@@ -228,11 +245,15 @@ def rescale(model, alpha, group: str = "layer"):
 # ---------------------------------------------------------------- helpers
 def _check_data(model, x, y, loss, label_smoothing):
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or x.shape[1] != model.d:
-        raise ValueError(f"x must be a tensor of shape (n, {model.d}); got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}.")
+        raise ValueError(
+            f"x must be a tensor of shape (n, {model.d}); got "
+            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}."
+        )
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != (x.shape[0],):
-        raise ValueError(f"y must be a tensor of shape ({x.shape[0]},); got "
-                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}.")
+        raise ValueError(
+            f"y must be a tensor of shape ({x.shape[0]},); got "
+            f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}."
+        )
     check_choice("loss", loss, LOSSES)
     check_float("label_smoothing", label_smoothing, 0.0, 1.0)
     dt = model.W1.dtype
@@ -248,7 +269,9 @@ def _pair(A: torch.Tensor, B: torch.Tensor):
     """
     both = (A > 0) & (B > 0)
     value = 2 * torch.sqrt(A * B)
-    a = torch.where(both, (torch.where(both, A, 1.0) / torch.where(both, B, 1.0)) ** 0.25, 1.0)
+    a = torch.where(
+        both, (torch.where(both, A, 1.0) / torch.where(both, B, 1.0)) ** 0.25, 1.0
+    )
     direction = (A > 0).to(A.dtype) * (B == 0) - (B > 0).to(A.dtype) * (A == 0)
     return value, a, direction, bool((direction == 0).all())
 
@@ -285,7 +308,9 @@ def _layer_closed_form(T: torch.Tensor):
     if bool(pos.all()):
         t = torch.exp(T.log().mean())
         return float(D * t), torch.sqrt(T / t), torch.zeros_like(T), True
-    direction = torch.where(pos, 1.0, -float(pos.sum()) / float((~pos).sum())).to(T.dtype)
+    direction = torch.where(pos, 1.0, -float(pos.sum()) / float((~pos).sum())).to(
+        T.dtype
+    )
     if not bool(pos.any()):
         direction = torch.zeros_like(T)
     return 0.0, torch.ones_like(T), direction, not bool(pos.any())
@@ -317,14 +342,17 @@ def _simbn_parts(model, x, d1, d2):
     z = math.sqrt(n_ref) * h / qs.sqrt()
     c = model.gamma * model.W2
     dz2 = n_ref * (act * sq / qs - 2 * h * xMw / qs**2 + h.square() * Mw2 / qs**3)
-    lapz = math.sqrt(n_ref) * (-2 * act * xMw / qs**1.5 - h * trM / qs**1.5
-                               + 3 * h * Mw2 / qs**2.5)
+    lapz = math.sqrt(n_ref) * (
+        -2 * act * xMw / qs**1.5 - h * trM / qs**1.5 + 3 * h * Mw2 / qs**2.5
+    )
     C2 = (d2[:, None] * c.square() * dz2 * alive).mean(0)
     C1 = (d1[:, None] * c * lapz * alive).mean(0)
     Z = (d2[:, None] * z.square() * alive).mean(0)
     # rounding level of C: a neuron active on one reference point has grad z = 0 exactly,
     # and its C comes out as +-1e-17, whose sign must not decide between 0 and -inf
-    tol = ZERO_TOL * float((C2.abs() + C1.abs() + Z * (model.gamma**2 + model.W2**2)).sum())
+    tol = ZERO_TOL * float(
+        (C2.abs() + C1.abs() + Z * (model.gamma**2 + model.W2**2)).sum()
+    )
     C = C2 + C1
     return torch.where(C.abs() <= tol, torch.zeros_like(C), C), Z
 
@@ -341,8 +369,14 @@ def _normalized_hidden(model, x):
 
 
 # ---------------------------------------------------------------- public
-def minimum_sharpness(model, x: torch.Tensor, y: torch.Tensor, group: str = "neuron",
-                      loss: str = "mse", label_smoothing: float = 0.0) -> MinSharpness:
+def minimum_sharpness(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    group: str = "neuron",
+    loss: str = "mse",
+    label_smoothing: float = 0.0,
+) -> MinSharpness:
     """inf of Tr nabla^2 L over the rescalings of ``group`` (Ibayashi et al. 2021).
 
     ``group="neuron"``: the finest symmetry (per hidden neuron; for Sim-LN, which has
@@ -370,9 +404,16 @@ def minimum_sharpness(model, x: torch.Tensor, y: torch.Tensor, group: str = "neu
 
 
 def _result(value, trace, scales, attained, method, note, group, direction):
-    return MinSharpness(float(value), float(trace), scales.to(torch.float64),
-                        bool(attained), method, note, group,
-                        torch.as_tensor(direction, dtype=torch.float64))
+    return MinSharpness(
+        float(value),
+        float(trace),
+        scales.to(torch.float64),
+        bool(attained),
+        method,
+        note,
+        group,
+        torch.as_tensor(direction, dtype=torch.float64),
+    )
 
 
 def _min_relu(model, x, d2, group, trace):
@@ -381,24 +422,48 @@ def _min_relu(model, x, d2, group, trace):
     if group == "layer":
         T = torch.stack([g.sum() for g in G])
         value, c, direction, attained = _layer_closed_form(T)
-        return _result(value, trace, c, attained, "closed form",
-                       f"inf of sum_l T_l / c_l^2 over prod c_l = 1: D (prod T_l)^(1/D), "
-                       f"T = {[round(float(t), 6) for t in T]}", group, direction)
+        return _result(
+            value,
+            trace,
+            c,
+            attained,
+            "closed form",
+            f"inf of sum_l T_l / c_l^2 over prod c_l = 1: D (prod T_l)^(1/D), "
+            f"T = {[round(float(t), 6) for t in T]}",
+            group,
+            direction,
+        )
     if D == 2:
         A, B = G[0].sum(1), G[1][0]
         vals, a, direction, attained = _pair(A, B)
         note = "per neuron 2 sqrt(A_j B_j) at a_j = (A_j/B_j)^(1/4)"
         if not attained:
-            note += (f"; {int((direction != 0).sum())} neuron(s) with exactly one of A_j, B_j"
-                     " zero: infimum approached, not attained")
-        return _result(vals.sum(), trace, a, attained, "closed form", note, group, direction)
+            note += (
+                f"; {int((direction != 0).sum())} neuron(s) with exactly one of A_j, B_j"
+                " zero: infimum approached, not attained"
+            )
+        return _result(
+            vals.sum(), trace, a, attained, "closed form", note, group, direction
+        )
     value, u, direction, attained, it = _balance([g.numpy() for g in G])
-    note = (f"Newton on the convex log-scale problem, {it} iterations, relative gradient "
-            f"<= {NEWTON_TOL:g}")
+    note = (
+        f"Newton on the convex log-scale problem, {it} iterations, relative gradient "
+        f"<= {NEWTON_TOL:g}"
+    )
     if not attained:
-        note += "; some weights lie on no cycle of the network graph: infimum not attained"
-    return _result(value, trace, torch.from_numpy(np.exp(u)), attained, "numerical", note,
-                   group, torch.from_numpy(direction))
+        note += (
+            "; some weights lie on no cycle of the network graph: infimum not attained"
+        )
+    return _result(
+        value,
+        trace,
+        torch.from_numpy(np.exp(u)),
+        attained,
+        "numerical",
+        note,
+        group,
+        torch.from_numpy(direction),
+    )
 
 
 def _min_sbn(model, x, d1, d2, group, trace):
@@ -408,7 +473,9 @@ def _min_sbn(model, x, d1, d2, group, trace):
         vals, b, bdir, b_att = _pair(Z * w2.square(), Z * g.square())
         wC = C
     else:
-        vals, b, bdir, b_att = _pair((Z * w2.square()).sum()[None], (Z * g.square()).sum()[None])
+        vals, b, bdir, b_att = _pair(
+            (Z * w2.square()).sum()[None], (Z * g.square()).sum()[None]
+        )
         wC = C.sum()[None]
     # the (W1_j, b1_j) block scales as C_j / a_j^2: 0 as a_j -> inf if C_j > 0, -inf as
     # a_j -> 0 if C_j < 0 (only possible away from interpolation, where l' != 0)
@@ -417,42 +484,78 @@ def _min_sbn(model, x, d1, d2, group, trace):
     scales = torch.stack([torch.ones_like(b), b])
     direction = torch.stack([wdir, bdir])
     attained = b_att and not bool((wC != 0).any())
-    note = ("(W1, b1) block dropped (Tr part C/a^2 -> 0 as a -> inf); (gamma, W2) pairs "
-            "give 2 Z_j |gamma_j W2_j|")
+    note = (
+        "(W1, b1) block dropped (Tr part C/a^2 -> 0 as a -> inf); (gamma, W2) pairs "
+        "give 2 Z_j |gamma_j W2_j|"
+    )
     if value == -math.inf:
-        note = ("(W1, b1) block has negative Hessian trace C (possible off interpolation): "
-                "C/a^2 -> -inf as a -> 0")
-    return _result(value, trace, scales if group == "neuron" else scales[:, 0], attained,
-                   "closed form", note, group,
-                   direction if group == "neuron" else direction[:, 0])
+        note = (
+            "(W1, b1) block has negative Hessian trace C (possible off interpolation): "
+            "C/a^2 -> -inf as a -> 0"
+        )
+    return _result(
+        value,
+        trace,
+        scales if group == "neuron" else scales[:, 0],
+        attained,
+        "closed form",
+        note,
+        group,
+        direction if group == "neuron" else direction[:, 0],
+    )
 
 
 def _min_sln(model, x, d2, trace):
     h = torch.relu(model.preactivation(x))
     r = h.norm(dim=1)
     N = torch.clamp_min(r, model.eps)
-    w2part = float((d2 * (r / N).square()).mean())   # (1/n) sum l''_i ||d f_i / d W2||^2
-    C = trace - w2part                                # (W1, b1) block, scales as 1/a^2
+    w2part = float((d2 * (r / N).square()).mean())  # (1/n) sum l''_i ||d f_i / d W2||^2
+    C = trace - w2part  # (W1, b1) block, scales as 1/a^2
     if abs(C) <= ZERO_TOL * (abs(trace) + w2part):
-        C = 0.0                                       # rounding, not a negative block
+        C = 0.0  # rounding, not a negative block
     one = torch.ones(1, dtype=torch.float64)
     zero = torch.zeros(1, dtype=torch.float64)
     live = r > 0
     if bool(((r < model.eps) & live).any()):
         # f_i = W2 h_i / eps is then 1-homogeneous in (W1, b1): no rescaling preserves it
-        return _result(trace, trace, one, True, "closed form",
-                       "some 0 < ||h_i|| < eps: no rescaling preserves f; value = trace",
-                       "layer", zero)
+        return _result(
+            trace,
+            trace,
+            one,
+            True,
+            "closed form",
+            "some 0 < ||h_i|| < eps: no rescaling preserves f; value = trace",
+            "layer",
+            zero,
+        )
     if C >= 0:
-        note = ("(W1, b1) block dropped (C/a^2 -> 0 as a -> inf); W2 block (1/n) sum_i "
-                "l''_i [h_i != 0]: 2 for the squared loss, whatever the weights")
-        return _result(w2part, trace, one, C == 0, "closed form", note, "layer",
-                       one if C > 0 else zero)
+        note = (
+            "(W1, b1) block dropped (C/a^2 -> 0 as a -> inf); W2 block (1/n) sum_i "
+            "l''_i [h_i != 0]: 2 for the squared loss, whatever the weights"
+        )
+        return _result(
+            w2part,
+            trace,
+            one,
+            C == 0,
+            "closed form",
+            note,
+            "layer",
+            one if C > 0 else zero,
+        )
     # C < 0: the smallest admissible scale keeps every nonzero ||a h_i|| >= eps
     a_min = model.eps / float(r[live].min()) if bool(live.any()) else 1.0
-    return _result(w2part + C / a_min**2, trace, a_min * one, True, "closed form",
-                   "(W1, b1) block has negative trace C: minimum at the smallest scale "
-                   "keeping every ||h_i|| >= eps", "layer", zero)
+    return _result(
+        w2part + C / a_min**2,
+        trace,
+        a_min * one,
+        True,
+        "closed form",
+        "(W1, b1) block has negative trace C: minimum at the smallest scale "
+        "keeping every ||h_i|| >= eps",
+        "layer",
+        zero,
+    )
 
 
 def _min_bn_ln(model, x, d2, group, trace):
@@ -466,21 +569,31 @@ def _min_bn_ln(model, x, d2, group, trace):
         vals, b, bdir, _ = _pair(P, Q)
     else:
         vals, b, bdir, _ = _pair(P.sum()[None], Q.sum()[None])
-    C = trace - float((P + Q).sum())                 # the (W1, b1) block at the given point
+    C = trace - float((P + Q).sum())  # the (W1, b1) block at the given point
     if abs(C) <= ZERO_TOL * (abs(trace) + float((P + Q).sum())):
-        C = 0.0                                      # rounding, not a negative block
+        C = 0.0  # rounding, not a negative block
     # eps breaks the (W1, b1) symmetry; as the scale grows it becomes exact and the block's
     # trace -> 0. Keep C instead when it is negative (possible off interpolation).
     value = float(vals.sum()) + min(C, 0.0)
     wdir = torch.ones_like(b) if C > 0 else torch.zeros_like(b)
     scales = torch.stack([torch.ones_like(b), b])
     direction = torch.stack([wdir, bdir])
-    note = (f"(gamma, beta) <-> W2: 2 sqrt(P_j Q_j); (W1, b1) block (trace {C:.6g}) "
-            "dropped in the eps -> 0 limit of its scale symmetry" if C > 0 else
-            "(gamma, beta) <-> W2: 2 sqrt(P_j Q_j); (W1, b1) block kept (trace <= 0)")
-    return _result(value, trace, scales if group == "neuron" else scales[:, 0],
-                   C <= 0 and bool((bdir == 0).all()), "closed form", note, group,
-                   direction if group == "neuron" else direction[:, 0])
+    note = (
+        f"(gamma, beta) <-> W2: 2 sqrt(P_j Q_j); (W1, b1) block (trace {C:.6g}) "
+        "dropped in the eps -> 0 limit of its scale symmetry"
+        if C > 0
+        else "(gamma, beta) <-> W2: 2 sqrt(P_j Q_j); (W1, b1) block kept (trace <= 0)"
+    )
+    return _result(
+        value,
+        trace,
+        scales if group == "neuron" else scales[:, 0],
+        C <= 0 and bool((bdir == 0).all()),
+        "closed form",
+        note,
+        group,
+        direction if group == "neuron" else direction[:, 0],
+    )
 
 
 def path_norm(model) -> float:
@@ -502,8 +615,14 @@ def path_norm(model) -> float:
     """
     arch = getattr(model, "arch", None)
     if arch not in ("nobias", "bias"):
-        raise ValueError(f"path_norm is defined for 2-layer ReLU nets (arch nobias or bias); "
-                         f"got {arch or type(model).__name__!r}.")
+        raise ValueError(
+            f"path_norm is defined for 2-layer ReLU nets (arch nobias or bias); "
+            f"got {arch or type(model).__name__!r}."
+        )
     with torch.no_grad():
-        W = model.W1 if model.b1 is None else torch.cat([model.W1, model.b1[:, None]], 1)
+        W = (
+            model.W1
+            if model.b1 is None
+            else torch.cat([model.W1, model.b1[:, None]], 1)
+        )
         return float((W.norm(dim=1) * model.W2.abs()).sum())

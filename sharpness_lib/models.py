@@ -22,8 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._validation import (ARCH_NAMES, ARCHS, MAX_ABS_INIT, MAX_SEED, ArgumentError,
-                          check_choice, check_float, check_int, check_tensor)
+from ._validation import (
+    ARCH_NAMES,
+    ARCHS,
+    MAX_ABS_INIT,
+    MAX_SEED,
+    ArgumentError,
+    check_choice,
+    check_float,
+    check_int,
+    check_tensor,
+)
 
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.functional.softplus default: identity above it
 
@@ -38,8 +47,15 @@ class TwoLayerNet(nn.Module):
     arch = "base"
     has_bias = True
 
-    def __init__(self, d: int, width: int, seed: int = 0, init_scale: float = 1.0,
-                 first_layer_scale: float = 1.0, dtype=torch.float64):
+    def __init__(
+        self,
+        d: int,
+        width: int,
+        seed: int = 0,
+        init_scale: float = 1.0,
+        first_layer_scale: float = 1.0,
+        dtype=torch.float64,
+    ):
         super().__init__()
         self.d, self.width = d, width
         gen = torch.Generator().manual_seed(seed)
@@ -100,9 +116,17 @@ class TwoMLPSimBN(TwoLayerNet):
 
     arch = "sbn"
 
-    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
-                 x_ref: torch.Tensor | None = None, gamma_init: float = 1.0,
-                 dtype=torch.float64):
+    def __init__(
+        self,
+        d,
+        width,
+        seed=0,
+        init_scale=1.0,
+        first_layer_scale=1.0,
+        x_ref: torch.Tensor | None = None,
+        gamma_init: float = 1.0,
+        dtype=torch.float64,
+    ):
         super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
         self.gamma = nn.Parameter(torch.full((width,), float(gamma_init), dtype=dtype))
         self.register_buffer("x_ref", None if x_ref is None else x_ref.to(dtype))
@@ -120,7 +144,9 @@ class TwoMLPSimBN(TwoLayerNet):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.statistic(x)
         alive = s > 0
-        z = torch.relu(self.preactivation(x)) / torch.where(alive, s, torch.ones_like(s))
+        z = torch.relu(self.preactivation(x)) / torch.where(
+            alive, s, torch.ones_like(s)
+        )
         return (z * alive) @ (self.gamma * self.W2)
 
 
@@ -133,8 +159,16 @@ class TwoMLPSimLN(TwoLayerNet):
 
     arch = "sln"
 
-    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
-                 eps: float = 1e-5, dtype=torch.float64):
+    def __init__(
+        self,
+        d,
+        width,
+        seed=0,
+        init_scale=1.0,
+        first_layer_scale=1.0,
+        eps: float = 1e-5,
+        dtype=torch.float64,
+    ):
         super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
         self.eps = float(eps)
 
@@ -159,9 +193,18 @@ class TwoMLPBN(TwoLayerNet):
 
     arch = "bn"
 
-    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
-                 x_ref: torch.Tensor | None = None, gamma_init: float = 1.0,
-                 eps: float = 1e-5, dtype=torch.float64):
+    def __init__(
+        self,
+        d,
+        width,
+        seed=0,
+        init_scale=1.0,
+        first_layer_scale=1.0,
+        x_ref: torch.Tensor | None = None,
+        gamma_init: float = 1.0,
+        eps: float = 1e-5,
+        dtype=torch.float64,
+    ):
         super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
         self.eps = float(eps)
         self.gamma = nn.Parameter(torch.full((width,), float(gamma_init), dtype=dtype))
@@ -198,8 +241,17 @@ class TwoMLPLN(TwoLayerNet):
 
     arch = "ln"
 
-    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
-                 gamma_init: float = 1.0, eps: float = 1e-5, dtype=torch.float64):
+    def __init__(
+        self,
+        d,
+        width,
+        seed=0,
+        init_scale=1.0,
+        first_layer_scale=1.0,
+        gamma_init: float = 1.0,
+        eps: float = 1e-5,
+        dtype=torch.float64,
+    ):
         super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
         self.eps = float(eps)
         self.gamma = nn.Parameter(torch.full((width,), float(gamma_init), dtype=dtype))
@@ -225,15 +277,26 @@ class MLPBias(TwoLayerNet):
 
     arch = "deep_bias"
 
-    def __init__(self, d, width, seed=0, init_scale=1.0, first_layer_scale=1.0,
-                 depth: int = 3, dtype=torch.float64):
+    def __init__(
+        self,
+        d,
+        width,
+        seed=0,
+        init_scale=1.0,
+        first_layer_scale=1.0,
+        depth: int = 3,
+        dtype=torch.float64,
+    ):
         super().__init__(d, width, seed, init_scale, first_layer_scale, dtype)
         self.depth = depth
         gen = torch.Generator().manual_seed(seed + 7919)
         b = 1 / math.sqrt(width)
         self.hidden_layers = nn.ParameterList(
-            [nn.Parameter(_uniform(gen, (width, width), b, dtype) * init_scale)
-             for _ in range(depth - 2)])
+            [
+                nn.Parameter(_uniform(gen, (width, width), b, dtype) * init_scale)
+                for _ in range(depth - 2)
+            ]
+        )
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Post-activation of every hidden layer, first to last."""
@@ -274,17 +337,21 @@ def _check_model_memory(arch, d, width, depth, dtype) -> None:
     from .limits import _param_count, available_memory, format_bytes
 
     need = _param_count(arch, d, width, depth if arch == "deep_bias" else 2) * (
-        4 if dtype == torch.float32 else 8)
+        4 if dtype == torch.float32 else 8
+    )
     avail = available_memory()
     if avail is not None and need > avail:
-        raise ValueError(f"a {arch} model with d {d}, width {width}"
-                         + (f", depth {depth}" if arch == "deep_bias" else "")
-                         + f" needs {format_bytes(need)} for its parameters alone, but only "
-                         f"{format_bytes(avail)} is available; reduce the width.")
+        raise ValueError(
+            f"a {arch} model with d {d}, width {width}"
+            + (f", depth {depth}" if arch == "deep_bias" else "")
+            + f" needs {format_bytes(need)} for its parameters alone, but only "
+            f"{format_bytes(avail)} is available; reduce the width."
+        )
 
 
-def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float = 1.0,
-               **options) -> TwoLayerNet:
+def make_model(
+    arch: str, d: int, width: int, seed: int = 0, init_scale: float = 1.0, **options
+) -> TwoLayerNet:
     """Build one of the paper's architectures.
 
     ``arch`` is one of ``"nobias"``, ``"bias"``, ``"sbn"``, ``"sln"``, ``"softplus"``,
@@ -301,14 +368,23 @@ def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float =
     allowed = _OPTIONS.get(arch, set()) | {"first_layer_scale", "dtype"}
     unknown = set(options) - allowed
     if unknown:
-        raise ValueError(f"option {sorted(unknown)[0]!r} is not valid for arch {arch!r}; "
-                         f"valid options: {', '.join(sorted(allowed))}.")
+        raise ValueError(
+            f"option {sorted(unknown)[0]!r} is not valid for arch {arch!r}; "
+            f"valid options: {', '.join(sorted(allowed))}."
+        )
     dtype = options.get("dtype", torch.float64)
     if dtype not in (torch.float32, torch.float64):
-        raise ArgumentError(f"dtype must be torch.float32 or torch.float64; got {dtype!r}.")
+        raise ArgumentError(
+            f"dtype must be torch.float32 or torch.float64; got {dtype!r}."
+        )
     if "first_layer_scale" in options:
-        check_float("first_layer_scale", options["first_layer_scale"], 0.0, MAX_ABS_INIT,
-                    low_open=True)
+        check_float(
+            "first_layer_scale",
+            options["first_layer_scale"],
+            0.0,
+            MAX_ABS_INIT,
+            low_open=True,
+        )
     if "eps" in options:
         options["eps"] = check_float("eps", options["eps"], 0.0, low_open=True)
     if "depth" in options:
@@ -319,13 +395,14 @@ def make_model(arch: str, d: int, width: int, seed: int = 0, init_scale: float =
     if x_ref is not None:
         check_tensor("x_ref", x_ref, 2)
         if x_ref.shape[1] != d or x_ref.shape[0] < 1:
-            raise ValueError(f"x_ref must have shape (n, {d}) with n >= 1; got "
-                             f"{tuple(x_ref.shape)}.")
+            raise ValueError(
+                f"x_ref must have shape (n, {d}) with n >= 1; got {tuple(x_ref.shape)}."
+            )
     _check_model_memory(arch, d, width, options.get("depth", 2), dtype)
     return MODEL_CLASSES[arch](d, width, seed=seed, init_scale=init_scale, **options)
 
 
-def numpy_params(model: nn.Module) -> dict[str, "numpy.ndarray"]:  # noqa: F821
+def numpy_params(model: nn.Module) -> dict[str, numpy.ndarray]:  # noqa: F821
     """Views (no copy) of the parameters as numpy arrays, keyed by the paper's names."""
     return {name: p.detach().numpy() for name, p in model.named_parameters()}
 
@@ -347,9 +424,13 @@ def top_neurons(model: nn.Module, k: int = 4) -> torch.Tensor:
     the other two-layer models.
     """
     if not isinstance(getattr(model, "W1", None), torch.Tensor) or model.W2.ndim != 1:
-        raise ValueError(f"top_neurons needs a two-layer model; got {type(model).__name__}.")
+        raise ValueError(
+            f"top_neurons needs a two-layer model; got {type(model).__name__}."
+        )
     k = check_int("k", k, 1, model.W1.shape[0])
     with torch.no_grad():
-        out = model.W2 * model.gamma if getattr(model, "arch", "") == "sbn" else model.W2
+        out = (
+            model.W2 * model.gamma if getattr(model, "arch", "") == "sbn" else model.W2
+        )
         score = out.abs() * model.W1.norm(dim=1)
     return torch.argsort(score, descending=True)[:k]

@@ -15,8 +15,9 @@ from .figure_style import PALETTE, _f32, _rgba, _to_numpy, color_for
 __all__ = ["column_norm_figure", "memorization_regions_figure", "neuron_weights_figure"]
 
 
-def column_norm_figure(W1: Any, *, highlight: Sequence[int] = (0, 1),
-                       title: str | None = None) -> go.Figure:
+def column_norm_figure(
+    W1: Any, *, highlight: Sequence[int] = (0, 1), title: str | None = None
+) -> go.Figure:
     """Bar chart of the column norms ||W1[:, k]|| of the first-layer weight (Figure 2b).
 
     ``W1`` has shape (width m, input dim d) (torch ``nn.Linear`` convention). Bars are indexed by
@@ -68,7 +69,9 @@ def neuron_weights_figure(
         raise ValueError(f"W1 must be a 2-D (width, d) array, got shape {W.shape}")
     m, d = W.shape
     if a.size != m:
-        raise ValueError(f"W2 must have width {m} entries (one per neuron), got {a.size}")
+        raise ValueError(
+            f"W2 must have width {m} entries (one per neuron), got {a.size}"
+        )
     if not 1 <= k <= m:
         raise ValueError(f"k must be between 1 and the width {m}, got {k}")
     score = np.abs(a) * np.linalg.norm(W, axis=1)
@@ -97,7 +100,8 @@ def neuron_weights_figure(
         )
     )
     fig.update_layout(
-        title=title or f"First-layer weights of the {k} largest neurons (|W2_j|·||W1_j||)",
+        title=title
+        or f"First-layer weights of the {k} largest neurons (|W2_j|·||W1_j||)",
         xaxis_title="input coordinate",
         template="plotly_white",
         height=120 + 40 * k,
@@ -113,8 +117,13 @@ def _disk_cap(a: np.ndarray, b: float, samples: int = 96) -> np.ndarray | None:
     """Polygon of {z : |z| <= 1, a.z + b >= 0} (a circular segment), or None if empty."""
     na = float(np.linalg.norm(a))
     if na == 0:
-        return None if b < 0 else np.column_stack([np.cos(t := np.linspace(0, 2 * np.pi, samples)),
-                                                   np.sin(t)])
+        return (
+            None
+            if b < 0
+            else np.column_stack(
+                [np.cos(t := np.linspace(0, 2 * np.pi, samples)), np.sin(t)]
+            )
+        )
     c = -b / na  # the chord sits at distance c from the centre along a / |a|
     if c >= 1:
         return None
@@ -130,9 +139,16 @@ def _first_layer(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     else:
         W1, b1, W2 = model.W1, model.b1, model.W2
     W1, b1, W2 = _to_numpy(W1), _to_numpy(b1).reshape(-1), _to_numpy(W2).reshape(-1)
-    if W1.ndim != 2 or W1.shape[1] != 2 or b1.size != W1.shape[0] or W2.size != W1.shape[0]:
-        raise ValueError("each model must be a 2-layer net on 2-D inputs: W1 (m, 2), b1 (m,), "
-                         f"W2 (m,); got shapes {W1.shape}, {b1.shape}, {W2.shape}")
+    if (
+        W1.ndim != 2
+        or W1.shape[1] != 2
+        or b1.size != W1.shape[0]
+        or W2.size != W1.shape[0]
+    ):
+        raise ValueError(
+            "each model must be a 2-layer net on 2-D inputs: W1 (m, 2), b1 (m,), "
+            f"W2 (m,); got shapes {W1.shape}, {b1.shape}, {W2.shape}"
+        )
     return W1, b1, W2
 
 
@@ -146,26 +162,45 @@ def _add_margin_traces(fig, owner, v_idx, eps, model, circle, visible, title):
         if poly is None:
             continue  # never active on the disk
         colour = color_for(j)
-        fig.add_trace(go.Scatter(
-            x=_f32(np.append(poly[:, 0], poly[0, 0])), y=_f32(np.append(poly[:, 1], poly[0, 1])),
-            fill="toself", fillcolor=_rgba(colour, 0.22), mode="lines",
-            line={"color": colour, "width": 1}, name=f"neuron {j + 1} active",
-            legendgroup="regions", showlegend=False, visible=visible,
-            hovertemplate=f"neuron {j + 1} active (W2 = {W2[j]:+.3g})<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(np.append(poly[:, 0], poly[0, 0])),
+                y=_f32(np.append(poly[:, 1], poly[0, 1])),
+                fill="toself",
+                fillcolor=_rgba(colour, 0.22),
+                mode="lines",
+                line={"color": colour, "width": 1},
+                name=f"neuron {j + 1} active",
+                legendgroup="regions",
+                showlegend=False,
+                visible=visible,
+                hovertemplate=f"neuron {j + 1} active (W2 = {W2[j]:+.3g})<extra></extra>",
+            )
+        )
         owner.append(v_idx)
     f = np.maximum(circle @ W1.T + b1, 0) @ W2
     nonzero = f != 0
     arc = np.where(nonzero[:, None], circle, np.nan)
-    fig.add_trace(go.Scatter(
-        x=_f32(np.append(arc[:, 0], arc[0, 0])), y=_f32(np.append(arc[:, 1], arc[0, 1])),
-        mode="lines", line={"color": "black", "width": 4}, connectgaps=False,
-        name="output f ≠ 0 on the circle", showlegend=True, visible=visible,
-        hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(np.append(arc[:, 0], arc[0, 0])),
+            y=_f32(np.append(arc[:, 1], arc[0, 1])),
+            mode="lines",
+            line={"color": "black", "width": 4},
+            connectgaps=False,
+            name="output f ≠ 0 on the circle",
+            showlegend=True,
+            visible=visible,
+            hoverinfo="skip",
+        )
+    )
     owner.append(v_idx)
     zero_frac = 1.0 - float(nonzero.mean())
-    return ((title + "<br>" if title else "")
-            + f"margin ε = {_fmt(eps)}: output exactly 0 on {100 * zero_frac:.1f}% "
-            "of the circle")
+    return (
+        (title + "<br>" if title else "")
+        + f"margin ε = {_fmt(eps)}: output exactly 0 on {100 * zero_frac:.1f}% "
+        "of the circle"
+    )
 
 
 def memorization_regions_figure(
@@ -196,7 +231,9 @@ def memorization_regions_figure(
     X = _to_numpy(points)
     y = _to_numpy(labels).reshape(-1)
     if X.ndim != 2 or X.shape[1] != 2 or y.size != X.shape[0]:
-        raise ValueError(f"points must be (n, 2) and labels (n,); got {X.shape} and {y.shape}")
+        raise ValueError(
+            f"points must be (n, 2) and labels (n,); got {X.shape} and {y.shape}"
+        )
     if not isinstance(models_by_margin, Mapping) or not models_by_margin:
         raise ValueError("models_by_margin must be a non-empty dict margin -> model")
     margins = list(models_by_margin)
@@ -210,38 +247,84 @@ def memorization_regions_figure(
     circle = np.column_stack([np.cos(theta), np.sin(theta)])
     fig = go.Figure()
     owner: list[int] = []
-    fig.add_trace(go.Scatter(
-        x=_f32(np.append(circle[:, 0], 1.0)), y=_f32(np.append(circle[:, 1], 0.0)),
-        mode="lines", line={"color": PALETTE[7], "width": 1, "dash": "dot"},
-        name="unit circle", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=_f32(np.append(circle[:, 0], 1.0)),
+            y=_f32(np.append(circle[:, 1], 0.0)),
+            mode="lines",
+            line={"color": PALETTE[7], "width": 1, "dash": "dot"},
+            name="unit circle",
+            hoverinfo="skip",
+        )
+    )
     owner.append(-1)
-    titles = [_add_margin_traces(fig, owner, v_idx, eps, models_by_margin[eps], circle,
-                                 v_idx == active, title)
-              for v_idx, eps in enumerate(margins)]
+    titles = [
+        _add_margin_traces(
+            fig,
+            owner,
+            v_idx,
+            eps,
+            models_by_margin[eps],
+            circle,
+            v_idx == active,
+            title,
+        )
+        for v_idx, eps in enumerate(margins)
+    ]
     for lab, colour, symbol in ((1, PALETTE[1], "circle"), (-1, PALETTE[0], "square")):
         sel = y * lab > 0
         if sel.any():
-            fig.add_trace(go.Scatter(
-                x=_f32(X[sel, 0]), y=_f32(X[sel, 1]), mode="markers",
-                marker={"color": colour, "size": 11, "symbol": symbol,
-                        "line": {"color": "white", "width": 1.5}},
-                name=f"training point, y = {lab:+d}",
-                hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(X[sel, 0]),
+                    y=_f32(X[sel, 1]),
+                    mode="markers",
+                    marker={
+                        "color": colour,
+                        "size": 11,
+                        "symbol": symbol,
+                        "line": {"color": "white", "width": 1.5},
+                    },
+                    name=f"training point, y = {lab:+d}",
+                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
+                )
+            )
             owner.append(-1)
-    steps = [{"method": "update", "label": _fmt(eps),
-              "args": [{"visible": [o in (-1, v_idx) for o in owner]},
-                       {"title.text": titles[v_idx]}]}
-             for v_idx, eps in enumerate(margins)]
+    steps = [
+        {
+            "method": "update",
+            "label": _fmt(eps),
+            "args": [
+                {"visible": [o in (-1, v_idx) for o in owner]},
+                {"title.text": titles[v_idx]},
+            ],
+        }
+        for v_idx, eps in enumerate(margins)
+    ]
     fig.update_layout(
-        title={"text": titles[active]}, height=height, template="plotly_white",
-        sliders=[{"active": active, "currentvalue": {"prefix": "margin ε = "},
-                  "pad": {"t": 40}, "steps": steps}],
+        title={"text": titles[active]},
+        height=height,
+        template="plotly_white",
+        sliders=[
+            {
+                "active": active,
+                "currentvalue": {"prefix": "margin ε = "},
+                "pad": {"t": 40},
+                "steps": steps,
+            }
+        ],
         margin={"l": 40, "r": 20, "t": 70, "b": 40},
         legend={"yanchor": "top", "y": 1.0, "x": 1.02},
         hovermode="closest",
     )
-    fig.update_xaxes(range=[-extent, extent], zeroline=False, title_text="x[1]",
-                     constrain="domain")
-    fig.update_yaxes(range=[-extent, extent], zeroline=False, scaleanchor="x", scaleratio=1,
-                     title_text="x[2]")
+    fig.update_xaxes(
+        range=[-extent, extent], zeroline=False, title_text="x[1]", constrain="domain"
+    )
+    fig.update_yaxes(
+        range=[-extent, extent],
+        zeroline=False,
+        scaleanchor="x",
+        scaleratio=1,
+        title_text="x[2]",
+    )
     return fig

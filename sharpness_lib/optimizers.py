@@ -87,17 +87,25 @@ signatures. tests/test_optimizers.py cross-checks against both when they are imp
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
 from ._validation import check_choice, check_float, check_int
 from .sam import SAM
 
-__all__ = ["AdaBound", "AdaShift", "OptimizerSpec", "BASE_OPTIMIZERS", "get_spec",
-           "make_optimizer", "validate_options"]
+__all__ = [
+    "AdaBound",
+    "AdaShift",
+    "OptimizerSpec",
+    "BASE_OPTIMIZERS",
+    "get_spec",
+    "make_optimizer",
+    "validate_options",
+]
 
 
 def _check_betas(betas) -> tuple[float, float]:
@@ -107,7 +115,9 @@ def _check_betas(betas) -> tuple[float, float]:
         b1, b2 = betas
         b1, b2 = check_float("betas[0]", b1), check_float("betas[1]", b2)
     except (TypeError, ValueError):
-        raise ValueError(f"betas must be a pair of numbers in [0, 1); got {betas!r}.") from None
+        raise ValueError(
+            f"betas must be a pair of numbers in [0, 1); got {betas!r}."
+        ) from None
     for name, b in (("betas[0]", b1), ("betas[1]", b2)):
         if not 0.0 <= b < 1.0:
             raise ValueError(f"{name} must be in [0, 1); got {b:g}.")
@@ -127,17 +137,32 @@ class AdaBound(torch.optim.Optimizer):
     ``amsbound=False`` (True gives AMSBound: the running max of v in the denominator).
     """
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), final_lr: float = 0.1,
-                 gamma: float = 1e-3, eps: float = 1e-8, weight_decay: float = 0.0,
-                 amsbound: bool = False):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        final_lr: float = 0.1,
+        gamma: float = 1e-3,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsbound: bool = False,
+    ):
         lr = check_float("lr", lr, 0.0, low_open=True)
         betas = _check_betas(betas)
         final_lr = check_float("final_lr", final_lr, 0.0)
         gamma = check_float("gamma", gamma, 0.0, low_open=True)
         eps = check_float("eps", eps, 0.0)
         weight_decay = check_float("weight_decay", weight_decay, 0.0)
-        defaults = dict(lr=lr, betas=betas, final_lr=final_lr, gamma=gamma, eps=eps,
-                        weight_decay=weight_decay, amsbound=bool(amsbound))
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            final_lr=final_lr,
+            gamma=gamma,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsbound=bool(amsbound),
+        )
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
@@ -164,11 +189,16 @@ class AdaBound(torch.optim.Optimizer):
                 state = self.state[p]
                 if len(state) == 0:
                     state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
+                    state["exp_avg_sq"] = torch.zeros_like(
+                        p, memory_format=torch.preserve_format
+                    )
                     if group["amsbound"]:
                         state["max_exp_avg_sq"] = torch.zeros_like(
-                            p, memory_format=torch.preserve_format)
+                            p, memory_format=torch.preserve_format
+                        )
                 state["step"] += 1
                 t = state["step"]
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
@@ -180,7 +210,7 @@ class AdaBound(torch.optim.Optimizer):
                     denom = vmax.sqrt().add_(eps)
                 else:
                     denom = exp_avg_sq.sqrt().add_(eps)
-                step_size = lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                step_size = lr * math.sqrt(1 - beta2**t) / (1 - beta1**t)
                 lower = final_lr * (1 - 1 / (gamma * t + 1))
                 upper = final_lr * (1 + 1 / (gamma * t))
                 update = torch.full_like(denom, step_size).div_(denom)
@@ -201,16 +231,30 @@ class AdaShift(torch.optim.Optimizer):
 
     REDUCTIONS = ("max", "mean", "none")
 
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), keep_num: int = 10,
-                 eps: float = 1e-10, weight_decay: float = 0.0, reduce: str = "max"):
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas=(0.9, 0.999),
+        keep_num: int = 10,
+        eps: float = 1e-10,
+        weight_decay: float = 0.0,
+        reduce: str = "max",
+    ):
         lr = check_float("lr", lr, 0.0, low_open=True)
         betas = _check_betas(betas)
         keep_num = check_int("keep_num", keep_num, 1)
         eps = check_float("eps", eps, 0.0)
         weight_decay = check_float("weight_decay", weight_decay, 0.0)
         check_choice("reduce", reduce, self.REDUCTIONS)
-        defaults = dict(lr=lr, betas=betas, keep_num=keep_num, eps=eps,
-                        weight_decay=weight_decay, reduce=reduce)
+        defaults = dict(
+            lr=lr,
+            betas=betas,
+            keep_num=keep_num,
+            eps=eps,
+            weight_decay=weight_decay,
+            reduce=reduce,
+        )
         super().__init__(params, defaults)
 
     @staticmethod
@@ -243,7 +287,9 @@ class AdaShift(torch.optim.Optimizer):
                 if len(state) == 0:
                     state["step"] = 0
                     state["grad_queue"] = []
-                    state["exp_avg_sq"] = torch.zeros_like(self._phi(p.detach(), reduce))
+                    state["exp_avg_sq"] = torch.zeros_like(
+                        self._phi(p.detach(), reduce)
+                    )
                     state["bias_steps"] = torch.zeros_like(state["exp_avg_sq"])
                 state["step"] += 1
                 queue = state["grad_queue"]
@@ -253,7 +299,9 @@ class AdaShift(torch.optim.Optimizer):
                 old = queue.pop(0)
                 queue.append(grad)
                 exp_avg_sq = state["exp_avg_sq"]
-                exp_avg_sq.mul_(beta2).add_(self._phi(old * old, reduce), alpha=1 - beta2)
+                exp_avg_sq.mul_(beta2).add_(
+                    self._phi(old * old, reduce), alpha=1 - beta2
+                )
                 m = queue[0] * weights[0]
                 for w, q in zip(weights[1:], queue[1:]):
                     m.add_(q, alpha=w)
@@ -263,7 +311,7 @@ class AdaShift(torch.optim.Optimizer):
                 active = k > 0
                 denom = (exp_avg_sq / torch.where(active, bias_correction, 1.0)).sqrt_()
                 update = m.div_(denom.add_(group["eps"])).mul_(group["lr"])
-                update.masked_fill_(~active, 0.0)     # blocks whose v is still 0 stay put
+                update.masked_fill_(~active, 0.0)  # blocks whose v is still 0 stay put
                 p.sub_(update)
         return loss
 
@@ -285,39 +333,103 @@ class OptimizerSpec:
         """Keyword arguments for ``cls``: the defaults, then ``overrides``, then lr and wd."""
         unknown = sorted(set(overrides) - set(self.hyper))
         if unknown:
-            raise ValueError(f"{unknown[0]!r} is not a hyperparameter of optimizer "
-                             f"{self.name!r}; valid: {', '.join(self.hyper) or 'none'}.")
+            raise ValueError(
+                f"{unknown[0]!r} is not a hyperparameter of optimizer "
+                f"{self.name!r}; valid: {', '.join(self.hyper) or 'none'}."
+            )
         return {**self.hyper, **overrides, "lr": lr, "weight_decay": weight_decay}
 
 
-def _spec(name, label, cls, default_lr, reference, adaptive=False, **hyper) -> OptimizerSpec:
-    return OptimizerSpec(name, label, cls, MappingProxyType(hyper), default_lr, reference,
-                         adaptive)
+def _spec(
+    name, label, cls, default_lr, reference, adaptive=False, **hyper
+) -> OptimizerSpec:
+    return OptimizerSpec(
+        name, label, cls, MappingProxyType(hyper), default_lr, reference, adaptive
+    )
 
 
-BASE_OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType({s.name: s for s in (
-    _spec("sgd", "SGD", torch.optim.SGD, 0.1, "plain (stochastic) gradient descent",
-          momentum=0.0, dampening=0.0, nesterov=False),
-    _spec("momentum", "heavy ball", torch.optim.SGD, 0.1,
-          "Polyak's heavy ball, v = 0.9 v + g, p -= lr v (torch.optim.SGD)",
-          momentum=0.9, dampening=0.0, nesterov=False),
-    _spec("adam", "Adam", torch.optim.Adam, 1e-3, "Kingma & Ba, ICLR 2015 (torch.optim.Adam)",
-          True, betas=(0.9, 0.999), eps=1e-8, amsgrad=False),
-    _spec("adagrad", "Adagrad", torch.optim.Adagrad, 1e-2,
-          "Duchi, Hazan & Singer, JMLR 2011 (torch.optim.Adagrad, torch's default lr)", True,
-          lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-10),
-    _spec("adabound", "AdaBound", AdaBound, 1e-3, "Luo, Xiong, Liu & Sun, ICLR 2019", True,
-          betas=(0.9, 0.999), final_lr=0.1, gamma=1e-3, eps=1e-8, amsbound=False),
-    _spec("adashift", "AdaShift", AdaShift, 1e-3,
-          "Zhou, Zhang, Lu, Wang, Zhang & Yu, ICLR 2019", True,
-          betas=(0.9, 0.999), keep_num=10, eps=1e-10, reduce="max"),
-)})
+BASE_OPTIMIZERS: Mapping[str, OptimizerSpec] = MappingProxyType(
+    {
+        s.name: s
+        for s in (
+            _spec(
+                "sgd",
+                "SGD",
+                torch.optim.SGD,
+                0.1,
+                "plain (stochastic) gradient descent",
+                momentum=0.0,
+                dampening=0.0,
+                nesterov=False,
+            ),
+            _spec(
+                "momentum",
+                "heavy ball",
+                torch.optim.SGD,
+                0.1,
+                "Polyak's heavy ball, v = 0.9 v + g, p -= lr v (torch.optim.SGD)",
+                momentum=0.9,
+                dampening=0.0,
+                nesterov=False,
+            ),
+            _spec(
+                "adam",
+                "Adam",
+                torch.optim.Adam,
+                1e-3,
+                "Kingma & Ba, ICLR 2015 (torch.optim.Adam)",
+                True,
+                betas=(0.9, 0.999),
+                eps=1e-8,
+                amsgrad=False,
+            ),
+            _spec(
+                "adagrad",
+                "Adagrad",
+                torch.optim.Adagrad,
+                1e-2,
+                "Duchi, Hazan & Singer, JMLR 2011 (torch.optim.Adagrad, torch's default lr)",
+                True,
+                lr_decay=0.0,
+                initial_accumulator_value=0.0,
+                eps=1e-10,
+            ),
+            _spec(
+                "adabound",
+                "AdaBound",
+                AdaBound,
+                1e-3,
+                "Luo, Xiong, Liu & Sun, ICLR 2019",
+                True,
+                betas=(0.9, 0.999),
+                final_lr=0.1,
+                gamma=1e-3,
+                eps=1e-8,
+                amsbound=False,
+            ),
+            _spec(
+                "adashift",
+                "AdaShift",
+                AdaShift,
+                1e-3,
+                "Zhou, Zhang, Lu, Wang, Zhang & Yu, ICLR 2019",
+                True,
+                betas=(0.9, 0.999),
+                keep_num=10,
+                eps=1e-10,
+                reduce="max",
+            ),
+        )
+    }
+)
 
 
 def get_spec(name: str) -> OptimizerSpec:
     """The registry entry of ``name`` (ValueError naming the valid names otherwise)."""
     if not isinstance(name, str) or name not in BASE_OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(BASE_OPTIMIZERS)}; got {name!r}.")
+        raise ValueError(
+            f"optimizer must be one of {', '.join(BASE_OPTIMIZERS)}; got {name!r}."
+        )
     return BASE_OPTIMIZERS[name]
 
 
@@ -338,7 +450,9 @@ _HYPER_CHECKS = {
     "amsgrad": lambda v: _check_bool("amsgrad", v),
     "amsbound": lambda v: _check_bool("amsbound", v),
     "lr_decay": lambda v: check_float("lr_decay", v, 0.0),
-    "initial_accumulator_value": lambda v: check_float("initial_accumulator_value", v, 0.0),
+    "initial_accumulator_value": lambda v: check_float(
+        "initial_accumulator_value", v, 0.0
+    ),
     "final_lr": lambda v: check_float("final_lr", v, 0.0, low_open=True),
     "gamma": lambda v: check_float("gamma", v, 0.0, low_open=True),
     "keep_num": lambda v: check_int("keep_num", v, 1, 1000),
@@ -361,19 +475,33 @@ def validate_options(name: str, options) -> dict:
     the torch reference path refuse exactly the same values (ValueError, one sentence)."""
     spec = get_spec(name)
     if not isinstance(options, dict):
-        raise ValueError("optimizer_options must be a dict of hyperparameters, e.g. "
-                         f"{{'final_lr': 0.01}}; got {options!r}.")
-    spec.kwargs(1.0, 0.0, **options)   # unknown names
-    out = {k: _HYPER_CHECKS[k](v) if k in _HYPER_CHECKS else v for k, v in options.items()}
+        raise ValueError(
+            "optimizer_options must be a dict of hyperparameters, e.g. "
+            f"{{'final_lr': 0.01}}; got {options!r}."
+        )
+    spec.kwargs(1.0, 0.0, **options)  # unknown names
+    out = {
+        k: _HYPER_CHECKS[k](v) if k in _HYPER_CHECKS else v for k, v in options.items()
+    }
     merged = {**spec.hyper, **out}
-    if merged.get("nesterov") and (merged.get("momentum", 0) <= 0 or merged.get("dampening", 0)):
-        raise ValueError("nesterov needs momentum > 0 and dampening 0; got momentum "
-                         f"{merged.get('momentum', 0):g}, dampening {merged.get('dampening', 0):g}.")
+    if merged.get("nesterov") and (
+        merged.get("momentum", 0) <= 0 or merged.get("dampening", 0)
+    ):
+        raise ValueError(
+            "nesterov needs momentum > 0 and dampening 0; got momentum "
+            f"{merged.get('momentum', 0):g}, dampening {merged.get('dampening', 0):g}."
+        )
     return out
 
 
-def make_optimizer(name: str, params, lr: float | None, weight_decay: float = 0.0,
-                   sam_rho: float | None = None, **overrides) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str,
+    params,
+    lr: float | None,
+    weight_decay: float = 0.0,
+    sam_rho: float | None = None,
+    **overrides,
+) -> torch.optim.Optimizer:
     """The base optimizer ``name`` over ``params``, or SAM over it when ``sam_rho`` is given.
 
     ``lr=None`` takes the spec's suggested ``default_lr``; ``overrides`` replace the spec's

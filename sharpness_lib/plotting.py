@@ -74,10 +74,13 @@ METRICS: dict[str, tuple[str, bool]] = {
     "median_abs_f_fresh": ("Median |f| on fresh points", False),
 }
 
+
 def _is_history(obj: Any) -> bool:
     """A history is a (possibly empty) sequence of dicts."""
-    return isinstance(obj, Sequence) and not isinstance(obj, str) and (
-        len(obj) == 0 or isinstance(obj[0], Mapping)
+    return (
+        isinstance(obj, Sequence)
+        and not isinstance(obj, str)
+        and (len(obj) == 0 or isinstance(obj[0], Mapping))
     )
 
 
@@ -103,9 +106,13 @@ def _finite(v: Any, log: bool) -> bool:
     return math.isfinite(f) and (f > 0 or not log)
 
 
-def _series(history: Sequence[Mapping], key: str, log: bool) -> tuple[np.ndarray, np.ndarray]:
+def _series(
+    history: Sequence[Mapping], key: str, log: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """(epochs, values) of one metric, dropping None / non-finite (and <= 0 on log axes)."""
-    pts = [(float(r["epoch"]), float(r[key])) for r in history if _finite(r.get(key), log)]
+    pts = [
+        (float(r["epoch"]), float(r[key])) for r in history if _finite(r.get(key), log)
+    ]
     if not pts:
         return np.empty(0), np.empty(0)
     arr = np.asarray(pts)
@@ -184,7 +191,10 @@ def _add_run_traces(
         se = _series(histories[0], "test_error_se", log=False)
         if se[0].size and np.any(se[1] > 0):
             se_y = np.interp(x, se[0], se[1])
-            lo, hi = np.clip(y - 2 * se_y, 0, None), y + 2 * se_y  # on the downsampled grid
+            lo, hi = (
+                np.clip(y - 2 * se_y, 0, None),
+                y + 2 * se_y,
+            )  # on the downsampled grid
     elif lo is not None:
         lo, hi = lo[idx], hi[idx]
     if lo is not None:
@@ -256,7 +266,9 @@ def _check_metrics(metrics) -> list[str]:
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     bad = [m for m in metrics if m not in METRICS]
     if bad or not metrics:
-        raise ValueError(f"metric must be one of {sorted(METRICS)}, got {bad or metrics}")
+        raise ValueError(
+            f"metric must be one of {sorted(METRICS)}, got {bad or metrics}"
+        )
     return metrics
 
 
@@ -282,9 +294,13 @@ def history_figure(
     """
     metrics = _check_metrics(metrics)
     if not isinstance(runs, Mapping) or not runs:
-        raise ValueError("runs must be a non-empty dict label -> history (or list of histories)")
+        raise ValueError(
+            "runs must be a non-empty dict label -> history (or list of histories)"
+        )
     fig = make_subplots(
-        rows=1, cols=len(metrics), subplot_titles=[METRICS[m][0] for m in metrics],
+        rows=1,
+        cols=len(metrics),
+        subplot_titles=[METRICS[m][0] for m in metrics],
         horizontal_spacing=0.08,
     )
     for i, (label, hist) in enumerate(runs.items()):
@@ -293,8 +309,16 @@ def history_figure(
         first = True
         for col, key in enumerate(metrics, start=1):
             n = _add_run_traces(
-                fig, str(label), histories, key, row=1, col=col, color=color,
-                showlegend=first, band=band, max_points=max_points,
+                fig,
+                str(label),
+                histories,
+                key,
+                row=1,
+                col=col,
+                color=color,
+                showlegend=first,
+                band=band,
+                max_points=max_points,
             )
             first = first and n == 0  # legend entry on the first panel that has data
     _style_axes(fig, metrics)
@@ -329,7 +353,9 @@ def slider_figure(
         raise ValueError(f"active must be in [0, {len(values) - 1}], got {active}")
 
     fig = make_subplots(
-        rows=1, cols=len(metrics), subplot_titles=[METRICS[m][0] for m in metrics],
+        rows=1,
+        cols=len(metrics),
+        subplot_titles=[METRICS[m][0] for m in metrics],
         horizontal_spacing=0.08,
     )
     owner: list[int] = []  # owner[t] = index of the value trace t belongs to
@@ -348,8 +374,16 @@ def slider_figure(
             first = True
             for col, m in enumerate(metrics, start=1):
                 n = _add_run_traces(
-                    fig, str(label), histories, m, row=1, col=col, color=color,
-                    showlegend=first, visible=(v_idx == active), band=band,
+                    fig,
+                    str(label),
+                    histories,
+                    m,
+                    row=1,
+                    col=col,
+                    color=color,
+                    showlegend=first,
+                    visible=(v_idx == active),
+                    band=band,
                     max_points=max_points,
                 )
                 owner += [v_idx] * n
@@ -377,7 +411,9 @@ def slider_figure(
     _style_axes(fig, metrics)
     _fix_ranges(fig, metrics)
     _base_layout(fig, title, height)
-    fig.update_layout(legend={"y": 1.12, "yanchor": "bottom", "x": 0})  # slider sits below
+    fig.update_layout(
+        legend={"y": 1.12, "yanchor": "bottom", "x": 0}
+    )  # slider sits below
     return fig
 
 
@@ -432,25 +468,46 @@ def scatter_figure(
     for i, (label, xy) in enumerate(groups.items()):
         x, y = (_to_numpy(v).reshape(-1) for v in xy)
         if x.size != y.size:
-            raise ValueError(f"group {label!r}: x has {x.size} points but y has {y.size}")
+            raise ValueError(
+                f"group {label!r}: x has {x.size} points but y has {y.size}"
+            )
         xs = x[np.isfinite(x) & ((x > 0) | (not log))]
         if xs.size:
             lo, hi = min(lo, float(xs.min())), max(hi, float(xs.max()))
         text = list((hover or {}).get(label, [])) or None
-        fig.add_trace(go.Scatter(
-            x=_f32(x), y=_f32(y), mode="markers", name=str(label), text=text,
-            marker={"color": color_for(i), "size": 8, "opacity": 0.8},
-            hovertemplate=(f"{label}<br>%{{x:.4g}}, %{{y:.4g}}"
-                           + ("<br>%{text}" if text else "") + "<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(x),
+                y=_f32(y),
+                mode="markers",
+                name=str(label),
+                text=text,
+                marker={"color": color_for(i), "size": 8, "opacity": 0.8},
+                hovertemplate=(
+                    f"{label}<br>%{{x:.4g}}, %{{y:.4g}}"
+                    + ("<br>%{text}" if text else "")
+                    + "<extra></extra>"
+                ),
+            )
+        )
     if diagonal and math.isfinite(lo):
-        fig.add_trace(go.Scatter(
-            x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-            line={"color": PALETTE[7], "dash": "dash", "width": 1.5}, hoverinfo="skip",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[lo, hi],
+                y=[lo, hi],
+                mode="lines",
+                name="y = x",
+                line={"color": PALETTE[7], "dash": "dash", "width": 1.5},
+                hoverinfo="skip",
+            )
+        )
     fig.update_layout(
-        title=title, height=height, template="plotly_white", xaxis_title=x_title,
-        yaxis_title=y_title, margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
+        title=title,
+        height=height,
+        template="plotly_white",
+        xaxis_title=x_title,
+        yaxis_title=y_title,
+        margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
     )
     if log:
@@ -479,25 +536,51 @@ def rescaling_figure(
     if x.size < 2 or not np.all(x > 0):
         raise ValueError("scales must hold at least two positive numbers.")
     if not isinstance(traces, Mapping) or not traces:
-        raise ValueError("traces must be a non-empty dict label -> values at the scales.")
+        raise ValueError(
+            "traces must be a non-empty dict label -> values at the scales."
+        )
     fig = go.Figure()
     for i, (label, ys) in enumerate(traces.items()):
         y = _to_numpy(ys).reshape(-1)
         if y.size != x.size:
-            raise ValueError(f"curve {label!r} has {y.size} values for {x.size} scales.")
-        fig.add_trace(go.Scatter(x=_f32(x), y=_f32(y), mode="lines", name=str(label),
-                                 line={"color": color_for(i), "width": 2.5},
-                                 hovertemplate=f"{label}<br>α = %{{x:.3g}}<br>Tr = %{{y:.4g}}"
-                                               "<extra></extra>"))
+            raise ValueError(
+                f"curve {label!r} has {y.size} values for {x.size} scales."
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=_f32(x),
+                y=_f32(y),
+                mode="lines",
+                name=str(label),
+                line={"color": color_for(i), "width": 2.5},
+                hovertemplate=f"{label}<br>α = %{{x:.3g}}<br>Tr = %{{y:.4g}}"
+                "<extra></extra>",
+            )
+        )
     for j, (label, value) in enumerate((minima or {}).items()):
-        fig.add_trace(go.Scatter(x=[float(x.min()), float(x.max())], y=[value, value],
-                                 mode="lines", name=f"{label}: {value:.4g}",
-                                 line={"color": color_for(len(traces) + j), "dash": "dash",
-                                       "width": 1.5}, hoverinfo="skip"))
-    fig.update_layout(title=title, height=height, template="plotly_white",
-                      xaxis_title=x_title, yaxis_title="Tr ∇²L",
-                      margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+        fig.add_trace(
+            go.Scatter(
+                x=[float(x.min()), float(x.max())],
+                y=[value, value],
+                mode="lines",
+                name=f"{label}: {value:.4g}",
+                line={
+                    "color": color_for(len(traces) + j),
+                    "dash": "dash",
+                    "width": 1.5,
+                },
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        template="plotly_white",
+        xaxis_title=x_title,
+        yaxis_title="Tr ∇²L",
+        margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+    )
     fig.update_xaxes(type="log", exponentformat="power")
     fig.update_yaxes(type="log", exponentformat="power")
     return fig
@@ -529,24 +612,43 @@ def strip_figure(
     xs = list(dict.fromkeys(r[x] for r in rows))
     colors = list(dict.fromkeys(r[color] for r in rows)) if color else [None]
     facets = list(dict.fromkeys(r[facet] for r in rows)) if facet else [None]
-    titles = [f"{names.get(str(f), f)}: {names.get(m, METRICS.get(m, (m,))[0])}" if f is not None
-              else names.get(m, METRICS.get(m, (m,))[0]) for f in facets for m in metrics]
-    fig = make_subplots(rows=len(facets), cols=len(metrics), subplot_titles=titles,
-                        horizontal_spacing=0.07, vertical_spacing=0.12 if len(facets) > 1 else 0)
+    titles = [
+        f"{names.get(str(f), f)}: {names.get(m, METRICS.get(m, (m,))[0])}"
+        if f is not None
+        else names.get(m, METRICS.get(m, (m,))[0])
+        for f in facets
+        for m in metrics
+    ]
+    fig = make_subplots(
+        rows=len(facets),
+        cols=len(metrics),
+        subplot_titles=titles,
+        horizontal_spacing=0.07,
+        vertical_spacing=0.12 if len(facets) > 1 else 0,
+    )
     width = 0.7 / len(colors)
     for fi, fv in enumerate(facets):
         for mi, m in enumerate(metrics):
             for ci, cv in enumerate(colors):
                 px, py, mx, my = [], [], [], []
                 for xi, xv in enumerate(xs):
-                    vals = [float(r[m]) for r in rows
-                            if r[x] == xv and (color is None or r[color] == cv)
-                            and (facet is None or r[facet] == fv)
-                            and r.get(m) is not None and math.isfinite(float(r[m]))]
+                    vals = [
+                        float(r[m])
+                        for r in rows
+                        if r[x] == xv
+                        and (color is None or r[color] == cv)
+                        and (facet is None or r[facet] == fv)
+                        and r.get(m) is not None
+                        and math.isfinite(float(r[m]))
+                    ]
                     centre = xi + (ci - (len(colors) - 1) / 2) * width
                     # a deterministic spread so coincident points stay visible
-                    offs = np.linspace(-0.25, 0.25, len(vals)) * width if len(vals) > 1 else [0.0]
-                    px += [centre + o for o in offs[:len(vals)]]
+                    offs = (
+                        np.linspace(-0.25, 0.25, len(vals)) * width
+                        if len(vals) > 1
+                        else [0.0]
+                    )
+                    px += [centre + o for o in offs[: len(vals)]]
                     py += vals
                     if vals:
                         mx += [centre - 0.35 * width, centre + 0.35 * width, None]
@@ -554,21 +656,47 @@ def strip_figure(
                         my += [mean, mean, None]
                 label = names.get(str(cv), str(cv)) if cv is not None else m
                 first = fi == 0 and mi == 0
-                fig.add_trace(go.Scatter(
-                    x=px, y=py, mode="markers", name=label, legendgroup=label, showlegend=first,
-                    marker={"color": color_for(ci), "size": 7, "opacity": 0.75},
-                    hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>"),
-                    row=fi + 1, col=mi + 1)
-                fig.add_trace(go.Scatter(
-                    x=mx, y=my, mode="lines", showlegend=False, hoverinfo="skip",
-                    line={"color": "#111111", "width": 2}), row=fi + 1, col=mi + 1)
-            fig.update_xaxes(tickvals=list(range(len(xs))),
-                             ticktext=[names.get(str(v), str(v)) for v in xs],
-                             row=fi + 1, col=mi + 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=px,
+                        y=py,
+                        mode="markers",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=first,
+                        marker={"color": color_for(ci), "size": 7, "opacity": 0.75},
+                        hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>",
+                    ),
+                    row=fi + 1,
+                    col=mi + 1,
+                )
+                fig.add_trace(
+                    go.Scatter(
+                        x=mx,
+                        y=my,
+                        mode="lines",
+                        showlegend=False,
+                        hoverinfo="skip",
+                        line={"color": "#111111", "width": 2},
+                    ),
+                    row=fi + 1,
+                    col=mi + 1,
+                )
+            fig.update_xaxes(
+                tickvals=list(range(len(xs))),
+                ticktext=[names.get(str(v), str(v)) for v in xs],
+                row=fi + 1,
+                col=mi + 1,
+            )
             if m in log:
-                fig.update_yaxes(type="log", exponentformat="power", row=fi + 1, col=mi + 1)
-    fig.update_layout(title=title, height=80 + height_per_row * len(facets),
-                      template="plotly_white",
-                      margin={"l": 50, "r": 20, "t": 70 if title else 40, "b": 40},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+                fig.update_yaxes(
+                    type="log", exponentformat="power", row=fi + 1, col=mi + 1
+                )
+    fig.update_layout(
+        title=title,
+        height=80 + height_per_row * len(facets),
+        template="plotly_white",
+        margin={"l": 50, "r": 20, "t": 70 if title else 40, "b": 40},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+    )
     return fig

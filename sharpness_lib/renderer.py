@@ -8,8 +8,13 @@ call :func:`use_book_renderer` in their hidden first cell.
 
 from __future__ import annotations
 
-__all__ = ["BUILD_ENV_VAR", "RENDERER_NAME", "figure_mimebundle", "in_book_build",
-           "use_book_renderer"]
+__all__ = [
+    "BUILD_ENV_VAR",
+    "RENDERER_NAME",
+    "figure_mimebundle",
+    "in_book_build",
+    "use_book_renderer",
+]
 
 RENDERER_NAME = "sharpness_book"
 # Set (to "1") by the book's Sphinx extension (book/_ext/offline_assets.py) in the

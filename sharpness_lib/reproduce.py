@@ -42,27 +42,52 @@ DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
 
 # Schedules cut to fit: (replacement settings, the reason stated wherever the run is shown)
 CAPS: dict[str, tuple[dict, str]] = {
-    "fig2a": ({"phases": (Phase(2_500, 0.005, 0.1), Phase(2_500, 0.003, 1.0))},
-              "2-MLP-Sim-BN's exact 1-SAM step costs ~n times a no-bias step (~8k steps/s): "
-              "the paper's 2 x 1e5 epochs take ~42 min per seed here, so each phase is cut "
-              "to 2500 epochs (5000 in all, 2.5% of the paper's)."),
-    "fig10a": ({"epochs": 5_000},
-               "2-MLP-Sim-BN again (~8 min per seed for the paper's 4e4 epochs): cut to 5000 "
-               "epochs (12.5% of the paper's)."),
-    "fig11a": ({"epochs": 300},
-               "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
-               "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%)."),
-    "fig11b": ({"epochs": 300},
-               "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
-               "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%)."),
+    "fig2a": (
+        {"phases": (Phase(2_500, 0.005, 0.1), Phase(2_500, 0.003, 1.0))},
+        "2-MLP-Sim-BN's exact 1-SAM step costs ~n times a no-bias step (~8k steps/s): "
+        "the paper's 2 x 1e5 epochs take ~42 min per seed here, so each phase is cut "
+        "to 2500 epochs (5000 in all, 2.5% of the paper's).",
+    ),
+    "fig10a": (
+        {"epochs": 5_000},
+        "2-MLP-Sim-BN again (~8 min per seed for the paper's 4e4 epochs): cut to 5000 "
+        "epochs (12.5% of the paper's).",
+    ),
+    "fig11a": (
+        {"epochs": 300},
+        "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
+        "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%).",
+    ),
+    "fig11b": (
+        {"epochs": 300},
+        "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
+        "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%).",
+    ),
 }
 
 # Figure 4 at the init scale where 1-SAM first generalizes (the paper leaves the init open)
-FIGURE4 = dict(arch="bias", algo="sam1", d=30, n=100, width=500, lr=0.02, rho=0.1,
-               init_scale=0.3, epochs=40_000)
+FIGURE4 = dict(
+    arch="bias",
+    algo="sam1",
+    d=30,
+    n=100,
+    width=500,
+    lr=0.02,
+    rho=0.1,
+    init_scale=0.3,
+    epochs=40_000,
+)
 # The phase diagram: 1-SAM on 2-MLP-Bias, init scale x rho, one long schedule
-PHASE_BASE = dict(arch="bias", algo="sam1", d=30, n=100, width=500, lr=0.02, epochs=40_000,
-                  test_samples=2_000)
+PHASE_BASE = dict(
+    arch="bias",
+    algo="sam1",
+    d=30,
+    n=100,
+    width=500,
+    lr=0.02,
+    epochs=40_000,
+    test_samples=2_000,
+)
 PHASE_INIT_SCALES = (0.1, 0.2, 0.3, 0.5, 1.0)
 PHASE_RHOS = (0.02, 0.05, 0.1)
 # stored histories: a linear grid of 50 points plus 10 a decade (log_spacing "log")
@@ -88,16 +113,24 @@ class Job:
         """Rough relative cost (steps x per-step weight) for the time-left estimate."""
         cfg = TrainConfig.from_dict(self.config).validate()
         steps = cfg.epochs * math.ceil(cfg.n / cfg.batch_size)
-        weight = {"sbn": 30.0, "deep_bias": 200.0, "bn": 200.0, "ln": 200.0,
-                  "softplus": 1.5}.get(cfg.arch, 1.0)
+        weight = {
+            "sbn": 30.0,
+            "deep_bias": 200.0,
+            "bn": 200.0,
+            "ln": 200.0,
+            "softplus": 1.5,
+        }.get(cfg.arch, 1.0)
         if cfg.algo == "gd":
-            weight *= 2.0   # a full-batch step touches every sample
-        return steps * weight + 3e5   # + the log points' measurements
+            weight *= 2.0  # a full-batch step touches every sample
+        return steps * weight + 3e5  # + the log points' measurements
 
 
 def _stored_config(cfg: TrainConfig, **extra) -> dict:
-    cfg = cfg.replace(log_spacing="log", log_every=max(1, cfg.validate().epochs // LOG_POINTS),
-                      **extra)
+    cfg = cfg.replace(
+        log_spacing="log",
+        log_every=max(1, cfg.validate().epochs // LOG_POINTS),
+        **extra,
+    )
     return cfg.validate().to_dict()
 
 
@@ -119,8 +152,10 @@ def plan(studies=STUDIES, presets=None, seeds=SEEDS) -> list[Job]:
             raise ValueError(f"study must be one of {', '.join(STUDIES)}; got {s!r}.")
     for name in presets or ():
         if name not in PAPER_PRESETS:
-            raise ValueError(f"preset must be one of the paper's: {', '.join(PAPER_PRESETS)}; "
-                             f"got {name!r}.")
+            raise ValueError(
+                f"preset must be one of the paper's: {', '.join(PAPER_PRESETS)}; "
+                f"got {name!r}."
+            )
     jobs: list[Job] = []
     if "figure4" in studies and not presets:
         for seed in seeds:
@@ -130,8 +165,9 @@ def plan(studies=STUDIES, presets=None, seeds=SEEDS) -> list[Job]:
         for init in PHASE_INIT_SCALES:
             for rho in PHASE_RHOS:
                 for seed in seeds:
-                    cfg = _stored_config(TrainConfig(**PHASE_BASE, init_scale=init, rho=rho,
-                                                     seed=seed))
+                    cfg = _stored_config(
+                        TrainConfig(**PHASE_BASE, init_scale=init, rho=rho, seed=seed)
+                    )
                     jobs.append(Job("phase", phase_cell(init, rho), seed, cfg))
     if "paper" in studies:
         for name in presets or PAPER_PRESETS:
@@ -159,8 +195,13 @@ def expected_job(study: str, name: str, seed: int) -> Job:
 # ---------------------------------------------------------------------------- provenance
 def _git(*args: str) -> str:
     try:
-        out = subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", *args],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -176,10 +217,17 @@ def provenance(command: str) -> dict:
 
     commit = _git("rev-parse", "HEAD")
     dirty = bool(_git("status", "--porcelain", "--", "sharpness_lib"))
-    return {"command": command, "commit": commit + ("-dirty" if dirty else ""),
-            "library": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numba": numba.__version__, "numpy": numpy.__version__,
-            "machine": platform.machine(), "cores": os.cpu_count()}
+    return {
+        "command": command,
+        "commit": commit + ("-dirty" if dirty else ""),
+        "library": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numba": numba.__version__,
+        "numpy": numpy.__version__,
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+    }
 
 
 def digest(record: dict) -> str:
@@ -203,30 +251,46 @@ def columns(history: list[dict]) -> dict[str, list]:
     return {k: [_finite(rec.get(k)) for rec in history] for k in keys}
 
 
-def run_job(job: Job | dict, root: str | os.PathLike = DEFAULT_ROOT, command: str = "") -> dict:
+def run_job(
+    job: Job | dict, root: str | os.PathLike = DEFAULT_ROOT, command: str = ""
+) -> dict:
     """Train one job and write its file atomically; returns a one-line summary dict."""
     import torch
 
     from .training import train
 
     job = job if isinstance(job, Job) else Job(**job)
-    torch.set_num_threads(1)   # one run per core
+    torch.set_num_threads(1)  # one run per core
     t0 = time.time()
     result = train(job.config)
     record = {
-        "format": FORMAT, "study": job.study, "name": job.name, "seed": job.seed,
-        "preset": job.preset, "cap": job.cap, "config": job.config,
-        "status": result.status, "message": result.message, "engine": result.engine,
+        "format": FORMAT,
+        "study": job.study,
+        "name": job.name,
+        "seed": job.seed,
+        "preset": job.preset,
+        "cap": job.cap,
+        "config": job.config,
+        "status": result.status,
+        "message": result.message,
+        "engine": result.engine,
         "final": {k: _finite(v) for k, v in result.final.items()},
         "history": columns(result.history),
         "first_layer": first_layer_summary(result.model),
-        "provenance": {**provenance(command), "wall_time": round(time.time() - t0, 1),
-                       "date": time.strftime("%Y-%m-%d", time.gmtime())},
+        "provenance": {
+            **provenance(command),
+            "wall_time": round(time.time() - t0, 1),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        },
     }
     record["digest"] = digest(record)
     write_atomic(Path(root) / job.relpath, record)
-    return {"status": result.status, "seconds": time.time() - t0,
-            "test_error": _finite(result.final["test_error"]), "history": None}
+    return {
+        "status": result.status,
+        "seconds": time.time() - t0,
+        "test_error": _finite(result.final["test_error"]),
+        "history": None,
+    }
 
 
 def first_layer_summary(model) -> dict | None:
@@ -236,8 +300,10 @@ def first_layer_summary(model) -> dict | None:
     if w1 is None:
         return None
     b1 = getattr(model, "b1", None)
-    return {"column_norms": [_finite(float(v)) for v in w1.detach().norm(dim=0)],
-            "bias_norm": None if b1 is None else _finite(float(b1.detach().norm()))}
+    return {
+        "column_norms": [_finite(float(v)) for v in w1.detach().norm(dim=0)],
+        "bias_norm": None if b1 is None else _finite(float(b1.detach().norm())),
+    }
 
 
 def write_atomic(path: Path, record: dict) -> None:
@@ -266,27 +332,51 @@ def _fmt_seconds(s: float) -> str:
     return f"{s / 60:.0f} min" if s >= 90 else f"{s:.0f} s"
 
 
-def reproduce(studies=STUDIES, presets=None, seeds=SEEDS, jobs: int = 2,
-              scheduler: str | None = None, root: str | os.PathLike = DEFAULT_ROOT,
-              command: str = "", out=sys.stderr) -> dict:
+def reproduce(
+    studies=STUDIES,
+    presets=None,
+    seeds=SEEDS,
+    jobs: int = 2,
+    scheduler: str | None = None,
+    root: str | os.PathLike = DEFAULT_ROOT,
+    command: str = "",
+    out=sys.stderr,
+) -> dict:
     """Run the plan's unfinished jobs (local processes, or a Dask cluster at ``scheduler``),
     printing a progress line per finished run: done, running, estimated time left."""
-    return run_plan(plan(studies, presets, seeds), jobs=jobs, scheduler=scheduler, root=root,
-                    command=command, out=out)
+    return run_plan(
+        plan(studies, presets, seeds),
+        jobs=jobs,
+        scheduler=scheduler,
+        root=root,
+        command=command,
+        out=out,
+    )
 
 
-def run_plan(todo_all: list[Job], jobs: int = 2, scheduler: str | None = None,
-             root: str | os.PathLike = DEFAULT_ROOT, command: str = "",
-             out=sys.stderr) -> dict:
+def run_plan(
+    todo_all: list[Job],
+    jobs: int = 2,
+    scheduler: str | None = None,
+    root: str | os.PathLike = DEFAULT_ROOT,
+    command: str = "",
+    out=sys.stderr,
+) -> dict:
     """Run the jobs of ``todo_all`` whose files are missing or stale (see :func:`is_done`)."""
     from .sweep import run_sweep
 
     # longest first: the two-core makespan does not end on one long straggler
-    todo = sorted((j for j in todo_all if not is_done(j, root)), key=Job.cost, reverse=True)
+    todo = sorted(
+        (j for j in todo_all if not is_done(j, root)), key=Job.cost, reverse=True
+    )
     skipped = len(todo_all) - len(todo)
-    print(f"reproduce: {len(todo_all)} runs planned, {skipped} already stored under {root}, "
-          f"{len(todo)} to run on {'the Dask cluster at ' + scheduler if scheduler else f'{jobs} local process(es)'}.",
-          file=out, flush=True)
+    print(
+        f"reproduce: {len(todo_all)} runs planned, {skipped} already stored under {root}, "
+        f"{len(todo)} to run on "
+        f"{'the Dask cluster at ' + scheduler if scheduler else f'{jobs} local process(es)'}.",
+        file=out,
+        flush=True,
+    )
     if not todo:
         return {"planned": len(todo_all), "skipped": skipped, "ran": 0, "failed": []}
     costs = {j.relpath: j.cost() for j in todo}
@@ -298,31 +388,51 @@ def run_plan(todo_all: list[Job], jobs: int = 2, scheduler: str | None = None,
         state["done"] += 1
         state["cost"] += costs[Job(**row["job"]).relpath]
         elapsed = time.time() - state["t0"]
-        left = elapsed / state["cost"] * (total - state["cost"]) if state["cost"] else 0.0
+        left = (
+            elapsed / state["cost"] * (total - state["cost"]) if state["cost"] else 0.0
+        )
         running = min(workers or len(todo), len(todo) - state["done"])
-        print(f"[{state['done']}/{len(todo)} done, {running} running, ~{_fmt_seconds(left)} "
-              f"left] {row['job']['study']}/{row['job']['name']} seed {row['job']['seed']}: "
-              f"{row['status']}, test error {row['test_error']}, {row['seconds']:.0f} s",
-              file=out, flush=True)
+        print(
+            f"[{state['done']}/{len(todo)} done, {running} running, ~{_fmt_seconds(left)} "
+            f"left] {row['job']['study']}/{row['job']['name']} seed {row['job']['seed']}: "
+            f"{row['status']}, test error {row['test_error']}, {row['seconds']:.0f} s",
+            file=out,
+            flush=True,
+        )
 
     points = [{"job": dataclasses.asdict(j)} for j in todo]
     client = None
     if scheduler:
         from distributed import Client
+
         client = Client(scheduler)
     try:
-        res = run_sweep({}, points, train_fn=_SweepJob(str(root), command),
-                        n_jobs=jobs, backend="dask" if scheduler else "loky", client=client,
-                        progress=False, on_result=on_result)
+        res = run_sweep(
+            {},
+            points,
+            train_fn=_SweepJob(str(root), command),
+            n_jobs=jobs,
+            backend="dask" if scheduler else "loky",
+            client=client,
+            progress=False,
+            on_result=on_result,
+        )
     finally:
         if client is not None:
             client.close()
-    failed = [(p["job"]["study"] + "/" + p["job"]["name"], msg.splitlines()[0])
-              for p, msg in res.failed]
+    failed = [
+        (p["job"]["study"] + "/" + p["job"]["name"], msg.splitlines()[0])
+        for p, msg in res.failed
+    ]
     for name, msg in failed:
         print(f"reproduce: {name} failed: {msg}", file=out, flush=True)
-    return {"planned": len(todo_all), "skipped": skipped, "ran": len(res.finished),
-            "failed": failed, "interrupted": res.interrupted}
+    return {
+        "planned": len(todo_all),
+        "skipped": skipped,
+        "ran": len(res.finished),
+        "failed": failed,
+        "interrupted": res.interrupted,
+    }
 
 
 class _SweepJob:

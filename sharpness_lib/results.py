@@ -26,15 +26,19 @@ from . import reproduce
 from .reproduce import DEFAULT_ROOT, digest
 
 RTOL = 1e-9
-ATOL = 1e-12          # values that are 0 up to rounding (a train error of 0, ...)
-PREFIX_EPOCHS = 3     # the prefix re-run: epochs 0-3 (four log points)
+ATOL = 1e-12  # values that are 0 up to rounding (a train error of 0, ...)
+PREFIX_EPOCHS = 3  # the prefix re-run: epochs 0-3 (four log points)
 MEMORIZE_THRESHOLD = 0.05
 
 
 def refresh_command(study: str, name: str, **_) -> str:
     """The command that (re)makes a stored run: one preset, or the study it belongs to
     (a reproduction only re-runs the files that are missing or stale)."""
-    return f"make reproduce PRESET={name}" if study == "paper" else f"make reproduce STUDY={study}"
+    return (
+        f"make reproduce PRESET={name}"
+        if study == "paper"
+        else f"make reproduce STUDY={study}"
+    )
 
 
 # ---------------------------------------------------------------------------- reading
@@ -82,29 +86,42 @@ def verify(record: dict, path) -> list[str]:
     """Problems of one stored file, each one sentence (empty when it is sound)."""
     problems = []
     if record.get("format") != reproduce.FORMAT:
-        problems.append(f"{path}: format {record.get('format')!r} is not "
-                        f"{reproduce.FORMAT}; regenerate it with `make reproduce`.")
+        problems.append(
+            f"{path}: format {record.get('format')!r} is not "
+            f"{reproduce.FORMAT}; regenerate it with `make reproduce`."
+        )
         return problems
     if record.get("digest") != digest(record):
-        problems.append(f"{path}: its content does not match its digest (edited by hand?); "
-                        f"restore it from git or regenerate it with "
-                        f"`{refresh_command(**record)}`.")
+        problems.append(
+            f"{path}: its content does not match its digest (edited by hand?); "
+            f"restore it from git or regenerate it with "
+            f"`{refresh_command(**record)}`."
+        )
     try:
         job = reproduce.expected_job(record["study"], record["name"], record["seed"])
     except ValueError as exc:
         problems.append(f"{path}: {exc}")
         return problems
     if job.config != record["config"]:
-        diff = sorted(k for k in set(job.config) | set(record["config"])
-                      if job.config.get(k) != record["config"].get(k))
-        what = record["preset"] and f"preset {record['preset']!r}" or \
-            f"the {record['study']} study's run {record['name']!r}"
+        diff = sorted(
+            k
+            for k in set(job.config) | set(record["config"])
+            if job.config.get(k) != record["config"].get(k)
+        )
+        what = (
+            record["preset"]
+            and f"preset {record['preset']!r}"
+            or f"the {record['study']} study's run {record['name']!r}"
+        )
         problems.append(
             f"{path}: the stored config no longer matches {what} (differs in "
-            f"{', '.join(diff)}); refresh it with `{refresh_command(**record)}`.")
+            f"{', '.join(diff)}); refresh it with `{refresh_command(**record)}`."
+        )
     if job.cap != record["cap"]:
-        problems.append(f"{path}: the stored cap reason differs from the current plan's; "
-                        f"refresh it with `{refresh_command(**record)}`.")
+        problems.append(
+            f"{path}: the stored cap reason differs from the current plan's; "
+            f"refresh it with `{refresh_command(**record)}`."
+        )
     return problems
 
 
@@ -120,7 +137,10 @@ def prefix_check(record: dict, until: int = PREFIX_EPOCHS) -> tuple[float, str]:
     stored = rows(record)
     worst, where = 0.0, ""
     if len(result.history) > len(stored):
-        return math.inf, f"{len(result.history)} log points re-run, {len(stored)} stored"
+        return (
+            math.inf,
+            f"{len(result.history)} log points re-run, {len(stored)} stored",
+        )
     for new, old in zip(result.history, stored):
         for key, value in new.items():
             ref = old.get(key)
@@ -131,7 +151,11 @@ def prefix_check(record: dict, until: int = PREFIX_EPOCHS) -> tuple[float, str]:
                 err = math.inf
             else:
                 gap = abs(float(value) - float(ref))
-                err = 0.0 if gap <= ATOL else gap / max(abs(float(value)), abs(float(ref)))
+                err = (
+                    0.0
+                    if gap <= ATOL
+                    else gap / max(abs(float(value)), abs(float(ref)))
+                )
             if err > worst:
                 worst, where = err, f"{key} at epoch {new['epoch']}"
     return worst, where
@@ -149,7 +173,9 @@ def time_to_memorize(record: dict, threshold: float = MEMORIZE_THRESHOLD):
     if gen is None:
         return None, None
     mem = None
-    for i in range(len(te) - 1, gen, -1):   # walk back over the final run above threshold
+    for i in range(
+        len(te) - 1, gen, -1
+    ):  # walk back over the final run above threshold
         if te[i] is not None and te[i] <= threshold:
             break
         mem = ep[i]
@@ -180,17 +206,33 @@ def phase_summary(root=DEFAULT_ROOT) -> list[dict]:
                 continue
             mems = [time_to_memorize(r)[1] for r in recs]
             mems = [m for m in mems if m is not None]
-            errs = [r["final"]["test_error"] for r in recs if r["status"] == "completed"]
+            errs = [
+                r["final"]["test_error"] for r in recs if r["status"] == "completed"
+            ]
             counts = Counter(outcome(r) for r in recs)
-            out.append({
-                "init_scale": init, "rho": rho, "seeds": len(recs),
-                "cell": reproduce.phase_cell(init, rho),
-                "final_test_error": float(np.mean(errs)) if errs else None,
-                "final_trace": float(np.mean([r["final"]["hessian_trace"] for r in recs
-                                              if r["status"] == "completed"] or [np.nan])),
-                "memorized": len(mems),
-                "time_to_memorize": float(np.median(mems)) if mems else None,
-                "outcome": counts.most_common(1)[0][0], "outcomes": dict(counts)})
+            out.append(
+                {
+                    "init_scale": init,
+                    "rho": rho,
+                    "seeds": len(recs),
+                    "cell": reproduce.phase_cell(init, rho),
+                    "final_test_error": float(np.mean(errs)) if errs else None,
+                    "final_trace": float(
+                        np.mean(
+                            [
+                                r["final"]["hessian_trace"]
+                                for r in recs
+                                if r["status"] == "completed"
+                            ]
+                            or [np.nan]
+                        )
+                    ),
+                    "memorized": len(mems),
+                    "time_to_memorize": float(np.median(mems)) if mems else None,
+                    "outcome": counts.most_common(1)[0][0],
+                    "outcomes": dict(counts),
+                }
+            )
     return out
 
 
@@ -200,14 +242,17 @@ def caption(records: list[dict]) -> str:
         return "no stored result: run `make reproduce`."
     r0 = records[0]
     from .training import TrainConfig
+
     cfg = TrainConfig.from_dict(r0["config"])
     seeds = ", ".join(str(r["seed"]) for r in records)
     prov = r0["provenance"]
     wall = sum(r["provenance"]["wall_time"] for r in records)
-    text = (f"Stored paper-scale run: {cfg.describe().rsplit(', seed', 1)[0]}; seeds {seeds}; "
-            f"test error on {cfg.test_samples} fresh samples. Produced by `{prov['command']}` "
-            f"at commit {prov['commit'][:10]} (torch {prov['torch']}, numba {prov['numba']}, "
-            f"{prov['cores']} cores; {wall / 60:.1f} min of compute in all).")
+    text = (
+        f"Stored paper-scale run: {cfg.describe().rsplit(', seed', 1)[0]}; seeds {seeds}; "
+        f"test error on {cfg.test_samples} fresh samples. Produced by `{prov['command']}` "
+        f"at commit {prov['commit'][:10]} (torch {prov['torch']}, numba {prov['numba']}, "
+        f"{prov['cores']} cores; {wall / 60:.1f} min of compute in all)."
+    )
     if r0.get("cap"):
         text += f" Schedule capped: {r0['cap']}"
     return text
@@ -218,13 +263,19 @@ def require(study: str, name: str, root=DEFAULT_ROOT) -> list[dict]:
     """:func:`load`, but a missing result is an error naming the command that makes it."""
     records = load(study, name, root)
     if not records:
-        raise FileNotFoundError(f"no stored results for {study}/{name} under {root}; run "
-                                f"`{refresh_command(study, name)}`.")
+        raise FileNotFoundError(
+            f"no stored results for {study}/{name} under {root}; run "
+            f"`{refresh_command(study, name)}`."
+        )
     return records
 
 
-def paper_figure(runs: dict, metrics=("train_loss", "test_error", "hessian_trace"),
-                 root=DEFAULT_ROOT, title: str | None = None):
+def paper_figure(
+    runs: dict,
+    metrics=("train_loss", "test_error", "hessian_trace"),
+    root=DEFAULT_ROOT,
+    title: str | None = None,
+):
     """Stored runs on a log-epoch axis, each the mean and min-max band over its seeds.
 
     ``runs`` maps a legend label to ``(study, name)``, e.g.
@@ -232,8 +283,10 @@ def paper_figure(runs: dict, metrics=("train_loss", "test_error", "hessian_trace
     """
     from .plotting import history_figure
 
-    curves = {label: [rows(r) for r in require(study, name, root)]
-              for label, (study, name) in runs.items()}
+    curves = {
+        label: [rows(r) for r in require(study, name, root)]
+        for label, (study, name) in runs.items()
+    }
     fig = history_figure(curves, title=title, metrics=metrics)
     fig.update_xaxes(type="log", title_text="epoch (log scale)")
     return fig
@@ -248,9 +301,15 @@ def column_norms(records: list[dict]) -> list[dict]:
         if not norms:
             continue
         order = np.argsort(norms)[::-1]
-        out.append({"seed": r["seed"], "x1": norms[0], "x2": norms[1],
-                    "largest other": max(norms[2:]),
-                    "top two are x1, x2": set(order[:2].tolist()) == {0, 1}})
+        out.append(
+            {
+                "seed": r["seed"],
+                "x1": norms[0],
+                "x2": norms[1],
+                "largest other": max(norms[2:]),
+                "top two are x1, x2": set(order[:2].tolist()) == {0, 1},
+            }
+        )
     return out
 
 
@@ -271,14 +330,20 @@ def overview(root=DEFAULT_ROOT) -> list[dict]:
             continue
         errs = final_values(recs, "test_error")
         traces = final_values(recs, "hessian_trace")
-        out.append({**row, "epochs run": recs[0]["config"]["epochs"],
-                    "seeds": len(recs),
-                    "test error": spread(errs, ".3f") if errs else "-",
-                    "Tr ∇²L": spread(traces, ".3g") if traces else "-",
-                    "status": ", ".join(sorted({r["status"] for r in recs})),
-                    "compute (min)": round(sum(r["provenance"]["wall_time"]
-                                               for r in recs) / 60, 1),
-                    "capped": "yes" if recs[0]["cap"] else "no"})
+        out.append(
+            {
+                **row,
+                "epochs run": recs[0]["config"]["epochs"],
+                "seeds": len(recs),
+                "test error": spread(errs, ".3f") if errs else "-",
+                "Tr ∇²L": spread(traces, ".3g") if traces else "-",
+                "status": ", ".join(sorted({r["status"] for r in recs})),
+                "compute (min)": round(
+                    sum(r["provenance"]["wall_time"] for r in recs) / 60, 1
+                ),
+                "capped": "yes" if recs[0]["cap"] else "no",
+            }
+        )
     return out
 
 
@@ -290,10 +355,13 @@ def _span(values, fmt: str) -> str:
 def phase_regions(summary: list[dict]) -> str:
     """The phase diagram in words: one sentence per init scale, grouping the rho values by
     the outcome most of their seeds had (mixed cells say so)."""
-    verbs = {"generalizes": "still generalizes at 40 000 epochs",
-             "generalizes, then memorizes": "first generalizes, then memorizes",
-             "never generalizes": "never generalizes",
-             "diverged": "diverges", "collapsed": "collapses to the zero function"}
+    verbs = {
+        "generalizes": "still generalizes at 40 000 epochs",
+        "generalizes, then memorizes": "first generalizes, then memorizes",
+        "never generalizes": "never generalizes",
+        "diverged": "diverges",
+        "collapsed": "collapses to the zero function",
+    }
     sentences = []
     for init in sorted({r["init_scale"] for r in summary}):
         cells = [r for r in summary if r["init_scale"] == init]
@@ -303,21 +371,29 @@ def phase_regions(summary: list[dict]) -> str:
             if not group:
                 continue
             rhos = ", ".join(f"{r['rho']:g}" for r in group)
-            errs = [r["final_test_error"] for r in group if r["final_test_error"] is not None]
+            errs = [
+                r["final_test_error"]
+                for r in group
+                if r["final_test_error"] is not None
+            ]
             detail = ""
             if kind == "generalizes, then memorizes":
                 times = [r["time_to_memorize"] for r in group]
-                detail = (f" (test error above 5 % from epoch {_span(times, ',.0f')}, "
-                          f"median over the seeds that memorized; final test error "
-                          f"{_span(errs, '.2f')})")
+                detail = (
+                    f" (test error above 5 % from epoch {_span(times, ',.0f')}, "
+                    f"median over the seeds that memorized; final test error "
+                    f"{_span(errs, '.2f')})"
+                )
             elif errs:
                 detail = f" (final test error {_span(errs, '.2f')})"
             mixed = [r for r in group if len(r["outcomes"]) > 1]
             if mixed:
                 detail += "; mixed seeds at " + ", ".join(
-                    f"ρ = {r['rho']:g} (" + ", ".join(f"{n} {k}" for k, n in
-                                                      r["outcomes"].items()) + ")"
-                    for r in mixed)
+                    f"ρ = {r['rho']:g} ("
+                    + ", ".join(f"{n} {k}" for k, n in r["outcomes"].items())
+                    + ")"
+                    for r in mixed
+                )
             parts.append(f"{verbs[kind]} at ρ = {rhos}{detail}")
         sentences.append(f"At init scale {init:g}, 1-SAM " + "; it ".join(parts) + ".")
     return " ".join(sentences)
@@ -345,31 +421,73 @@ def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
             err_text[i][j] = row["outcome"]
         if row["time_to_memorize"] is not None:
             mem[i, j] = math.log10(row["time_to_memorize"])
-            mem_text[i][j] = f"{row['time_to_memorize']:.0f} ({row['memorized']}/{row['seeds']})"
+            mem_text[i][j] = (
+                f"{row['time_to_memorize']:.0f} ({row['memorized']}/{row['seeds']})"
+            )
         else:
-            mem_text[i][j] = {"never generalizes": "from the start",
-                              "generalizes": "not by the end"}.get(row["outcome"],
-                                                                    row["outcome"])
+            mem_text[i][j] = {
+                "never generalizes": "from the start",
+                "generalizes": "not by the end",
+            }.get(row["outcome"], row["outcome"])
     xs = [f"ρ {r:g}" for r in rhos]
     ys = [f"init {s:g}" for s in inits]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, subplot_titles=(
-        "Final test error (mean over seeds)",
-        f"Epoch from which test error stays > {MEMORIZE_THRESHOLD:g} (median)"))
-    fig.add_trace(go.Heatmap(z=err, x=xs, y=ys, text=err_text, texttemplate="%{text}",
-                             colorscale="Reds", zmin=0, zmax=0.5, xgap=2, ygap=2,
-                             colorbar={"title": "test error", "x": 0.42, "len": 0.9}),
-                  row=1, col=1)
-    fig.add_trace(go.Heatmap(z=mem, x=xs, y=ys, text=mem_text, texttemplate="%{text}",
-                             colorscale="Blues_r", xgap=2, ygap=2,
-                             colorbar={"title": "log10 epoch", "x": 1.0, "len": 0.9}),
-                  row=1, col=2)
-    fig.update_layout(height=400, template="plotly_white", title=title,
-                      margin={"l": 70, "r": 20, "t": 90 if title else 60, "b": 40})
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.16,
+        subplot_titles=(
+            "Final test error (mean over seeds)",
+            f"Epoch from which test error stays > {MEMORIZE_THRESHOLD:g} (median)",
+        ),
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=err,
+            x=xs,
+            y=ys,
+            text=err_text,
+            texttemplate="%{text}",
+            colorscale="Reds",
+            zmin=0,
+            zmax=0.5,
+            xgap=2,
+            ygap=2,
+            colorbar={"title": "test error", "x": 0.42, "len": 0.9},
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Heatmap(
+            z=mem,
+            x=xs,
+            y=ys,
+            text=mem_text,
+            texttemplate="%{text}",
+            colorscale="Blues_r",
+            xgap=2,
+            ygap=2,
+            colorbar={"title": "log10 epoch", "x": 1.0, "len": 0.9},
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_layout(
+        height=400,
+        template="plotly_white",
+        title=title,
+        margin={"l": 70, "r": 20, "t": 90 if title else 60, "b": 40},
+    )
     return fig
 
 
-def stats(study: str, name: str, key: str = "test_error", epoch: int | None = None,
-          root=DEFAULT_ROOT) -> dict:
+def stats(
+    study: str,
+    name: str,
+    key: str = "test_error",
+    epoch: int | None = None,
+    root=DEFAULT_ROOT,
+) -> dict:
     """Mean, min, max and per-seed values of ``key`` over the stored seeds of one run, at
     the end (default) or at the last log point <= ``epoch``."""
     records = require(study, name, root)
@@ -380,28 +498,48 @@ def stats(study: str, name: str, key: str = "test_error", epoch: int | None = No
     finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not finite:
         raise ValueError(f"{study}/{name} has no finite {key} stored.")
-    return {"mean": float(np.mean(finite)), "min": min(finite), "max": max(finite),
-            "values": values, "seeds": [r["seed"] for r in records]}
+    return {
+        "mean": float(np.mean(finite)),
+        "min": min(finite),
+        "max": max(finite),
+        "values": values,
+        "seeds": [r["seed"] for r in records],
+    }
 
 
 def range_over(study: str, name: str, key: str, start: int, root=DEFAULT_ROOT):
     """(min, max) of ``key`` over every seed's log points from epoch ``start`` on."""
-    vals = [v for r in require(study, name, root)
-            for e, v in zip(r["history"]["epoch"], r["history"][key])
-            if e >= start and v is not None]
+    vals = [
+        v
+        for r in require(study, name, root)
+        for e, v in zip(r["history"]["epoch"], r["history"][key])
+        if e >= start and v is not None
+    ]
     return min(vals), max(vals)
 
 
-def figure_with_caption(runs: dict, metrics=("train_loss", "test_error", "hessian_trace"),
-                        title: str | None = None, root=DEFAULT_ROOT):
+def figure_with_caption(
+    runs: dict,
+    metrics=("train_loss", "test_error", "hessian_trace"),
+    title: str | None = None,
+    root=DEFAULT_ROOT,
+):
     """(Markdown caption naming each stored run's settings and provenance, figure)."""
-    text = "  \n".join(f"**{label}.** " + caption(require(study, name, root))
-                       for label, (study, name) in runs.items())
+    text = "  \n".join(
+        f"**{label}.** " + caption(require(study, name, root))
+        for label, (study, name) in runs.items()
+    )
     return text, paper_figure(runs, metrics=metrics, root=root, title=title)
 
 
-_SHORT_ARCH = {"nobias": "No-Bias", "bias": "Bias", "sbn": "Sim-BN", "sln": "Sim-LN",
-               "softplus": "softplus Bias", "deep_bias": "depth-3 Bias"}
+_SHORT_ARCH = {
+    "nobias": "No-Bias",
+    "bias": "Bias",
+    "sbn": "Sim-BN",
+    "sln": "Sim-LN",
+    "softplus": "softplus Bias",
+    "deep_bias": "depth-3 Bias",
+}
 
 
 def paper_rows(root=DEFAULT_ROOT) -> list[dict]:
@@ -413,18 +551,33 @@ def paper_rows(root=DEFAULT_ROOT) -> list[dict]:
     for name in reproduce.PAPER_PRESETS:
         preset = get_preset(name)
         cfg = preset.config
-        setting = _SHORT_ARCH.get(cfg.arch, cfg.arch) + "".join(
-            extra for flag, extra in ((cfg.loss == "logistic", ", logistic"),
-                                      (cfg.dataset == "ball", ", ball"),
-                                      (cfg.project_norm is not None, ", projected"))
-            if flag) + f" (Fig. {preset.figure.rstrip('ab')})"
+        setting = (
+            _SHORT_ARCH.get(cfg.arch, cfg.arch)
+            + "".join(
+                extra
+                for flag, extra in (
+                    (cfg.loss == "logistic", ", logistic"),
+                    (cfg.dataset == "ball", ", ball"),
+                    (cfg.project_norm is not None, ", projected"),
+                )
+                if flag
+            )
+            + f" (Fig. {preset.figure.rstrip('ab')})"
+        )
         for rec in load("paper", name, root):
-            out.append({"setting": setting, "preset": name, "seed": rec["seed"],
-                        "algorithm": "1-SAM" if cfg.algo in ("sam1", "msam") else
-                        "GD/SGD + WD",
-                        "test_error": rec["final"]["test_error"],
-                        "hessian_trace": rec["final"]["hessian_trace"],
-                        "status": rec["status"]})
+            out.append(
+                {
+                    "setting": setting,
+                    "preset": name,
+                    "seed": rec["seed"],
+                    "algorithm": "1-SAM"
+                    if cfg.algo in ("sam1", "msam")
+                    else "GD/SGD + WD",
+                    "test_error": rec["final"]["test_error"],
+                    "hessian_trace": rec["final"]["hessian_trace"],
+                    "status": rec["status"],
+                }
+            )
     return out
 
 

@@ -33,10 +33,14 @@ class SAM(torch.optim.Optimizer):
     def __init__(self, params, base_optimizer, rho: float = 0.05, **kwargs):
         if not (isinstance(rho, (int, float)) and rho >= 0):
             raise ValueError(f"rho must be a number >= 0; got {rho!r}.")
-        if not (isinstance(base_optimizer, type)
-                and issubclass(base_optimizer, torch.optim.Optimizer)):
-            raise ValueError("base_optimizer must be a torch.optim.Optimizer class, "
-                             f"e.g. torch.optim.SGD; got {base_optimizer!r}.")
+        if not (
+            isinstance(base_optimizer, type)
+            and issubclass(base_optimizer, torch.optim.Optimizer)
+        ):
+            raise ValueError(
+                "base_optimizer must be a torch.optim.Optimizer class, "
+                f"e.g. torch.optim.SGD; got {base_optimizer!r}."
+            )
         super().__init__(params, dict(rho=rho, **kwargs))
         self.base_optimizer = base_optimizer(self.param_groups, **kwargs)
         # share the groups, so changing lr or rho on SAM changes the base optimizer too
@@ -45,8 +49,12 @@ class SAM(torch.optim.Optimizer):
 
     @torch.no_grad()
     def _grad_norm(self) -> torch.Tensor:
-        norms = [p.grad.norm(2) for g in self.param_groups for p in g["params"]
-                 if p.grad is not None]
+        norms = [
+            p.grad.norm(2)
+            for g in self.param_groups
+            for p in g["params"]
+            if p.grad is not None
+        ]
         return torch.stack(norms).norm(2) if norms else torch.tensor(0.0)
 
     @torch.no_grad()
@@ -79,8 +87,10 @@ class SAM(torch.optim.Optimizer):
     def step(self, closure=None):
         """One SAM step; ``closure`` must zero the grads, compute the loss and backward."""
         if closure is None:
-            raise ValueError("SAM.step needs a closure that re-evaluates the loss "
-                             "(or call first_step and second_step yourself).")
+            raise ValueError(
+                "SAM.step needs a closure that re-evaluates the loss "
+                "(or call first_step and second_step yourself)."
+            )
         closure = torch.enable_grad()(closure)
         loss = closure()
         self.first_step(zero_grad=True)

@@ -22,8 +22,16 @@ from torch import nn
 
 from ._validation import LOSSES, ArgumentError, check_choice, check_float, check_tensor
 from .losses import loss_derivatives, mean_loss
-from .models import (SOFTPLUS_THRESHOLD, MLPBias, TwoLayerNet, TwoMLPBN, TwoMLPLN,
-                     TwoMLPSimBN, TwoMLPSimLN, TwoMLPSoftplus)
+from .models import (
+    SOFTPLUS_THRESHOLD,
+    MLPBias,
+    TwoLayerNet,
+    TwoMLPBN,
+    TwoMLPLN,
+    TwoMLPSimBN,
+    TwoMLPSimLN,
+    TwoMLPSoftplus,
+)
 
 
 def _with_one(x: torch.Tensor) -> torch.Tensor:
@@ -40,27 +48,37 @@ def check_inputs(model: nn.Module, x, y=None) -> None:
     must be (n, d) with n >= 1, d the model's input dimension and the model's dtype; y, if
     given, exactly (n,) (a y of shape (1,), (n, 1) or () would broadcast to a wrong trace)."""
     if not isinstance(model, nn.Module):
-        raise ArgumentError(f"model must be a torch.nn.Module; got {type(model).__name__}.")
+        raise ArgumentError(
+            f"model must be a torch.nn.Module; got {type(model).__name__}."
+        )
     check_tensor("x", x, 2)
     if x.shape[0] < 1:
         raise ValueError(f"x must hold at least one point; got shape {tuple(x.shape)}.")
     d = getattr(model, "d", None)
     if d is not None and x.shape[1] != d:
-        raise ValueError(f"x must have shape (n, {d}) for this model (d = {d}); got "
-                         f"{tuple(x.shape)}.")
+        raise ValueError(
+            f"x must have shape (n, {d}) for this model (d = {d}); got "
+            f"{tuple(x.shape)}."
+        )
     p = next(iter(model.parameters()), None)
     if p is not None and x.dtype != p.dtype:
-        raise ValueError(f"x has dtype {x.dtype} but the model's parameters are {p.dtype}; "
-                         f"convert one of them (e.g. x.to({p.dtype})).")
+        raise ValueError(
+            f"x has dtype {x.dtype} but the model's parameters are {p.dtype}; "
+            f"convert one of them (e.g. x.to({p.dtype}))."
+        )
     if y is not None:
         check_tensor("y", y)
         if tuple(y.shape) != (x.shape[0],):
-            raise ValueError(f"y must have shape ({x.shape[0]},), one label per row of x; got "
-                             f"{tuple(y.shape)}.")
+            raise ValueError(
+                f"y must have shape ({x.shape[0]},), one label per row of x; got "
+                f"{tuple(y.shape)}."
+            )
 
 
 @torch.no_grad()
-def jacobian_terms(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_terms(
+    model: nn.Module, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample ``(||grad_theta f(x_i)||^2, Tr nabla^2_theta f(x_i))`` in closed form.
 
     Works for every architecture of :mod:`sharpness_lib.models`; for 2-MLP-Sim-BN and
@@ -78,14 +96,19 @@ def jacobian_terms(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
         return _deep_terms(model, x)
     if isinstance(model, TwoLayerNet):
         return _elementwise_terms(model, x)
-    raise TypeError(f"no closed-form trace for {type(model).__name__}; "
-                    "use hessian_trace_hutchinson or hessian_trace_autograd.")
+    raise TypeError(
+        f"no closed-form trace for {type(model).__name__}; "
+        "use hessian_trace_hutchinson or hessian_trace_autograd."
+    )
 
 
 def _elementwise_terms(model: TwoLayerNet, x):
     xa = _augmented(model, x)
-    z = xa @ torch.cat([model.W1, model.b1[:, None]], 1).T if model.b1 is not None \
+    z = (
+        xa @ torch.cat([model.W1, model.b1[:, None]], 1).T
+        if model.b1 is not None
         else xa @ model.W1.T
+    )
     sq = xa.square().sum(1)
     W2 = model.W2
     if isinstance(model, TwoMLPSoftplus):
@@ -119,7 +142,10 @@ def _simln_terms(model: TwoMLPSimLN, x):
     f = (h @ model.W2) / N
     sq = xa.square().sum(1)
     u = h / N[:, None]
-    p = torch.where(big[:, None], model.W2 - f[:, None] * u, model.W2.expand_as(h)) / N[:, None]
+    p = (
+        torch.where(big[:, None], model.W2 - f[:, None] * u, model.W2.expand_as(h))
+        / N[:, None]
+    )
     jac = u.square().sum(1) + sq * (p.square() * act).sum(1)
     lap = torch.where(big, sq * f * (1 - act.sum(1)) / N.square(), torch.zeros_like(f))
     return jac, lap
@@ -131,26 +157,27 @@ def _simbn_terms(model: TwoMLPSimBN, x):
     with c_j = gamma_j W2_j. Mw = sum_k relu(w.x'_k) x'_k over active reference points.
     """
     ref = model.x_ref if model.x_ref is not None else x
-    W = torch.cat([model.W1, model.b1[:, None]], 1)          # (m, d+1)
+    W = torch.cat([model.W1, model.b1[:, None]], 1)  # (m, d+1)
     xr, xe = _with_one(ref), _with_one(x)
-    hr = torch.relu(xr @ W.T)                                 # (n_ref, m)
+    hr = torch.relu(xr @ W.T)  # (n_ref, m)
     n_ref = xr.shape[0]
-    q = hr.square().sum(0)                                    # (m,)
+    q = hr.square().sum(0)  # (m,)
     alive = q > 0
     qs = torch.where(alive, q, torch.ones_like(q))
-    Mw = xr.T @ hr                                            # (d+1, m)
+    Mw = xr.T @ hr  # (d+1, m)
     Mw2 = Mw.square().sum(0)
     trM = ((hr > 0).to(x.dtype) * xr.square().sum(1, keepdim=True)).sum(0)
     ze = xe @ W.T
     act = (ze > 0).to(x.dtype)
-    h = torch.relu(ze)                                        # (N, m)
-    xMw = xe @ Mw                                             # (N, m): x'_i . Mw_j
-    sq = xe.square().sum(1, keepdim=True)                     # (N, 1)
+    h = torch.relu(ze)  # (N, m)
+    xMw = xe @ Mw  # (N, m): x'_i . Mw_j
+    sq = xe.square().sum(1, keepdim=True)  # (N, 1)
     z = math.sqrt(n_ref) * h / qs.sqrt()
     c = model.gamma * model.W2
     dz2 = n_ref * (act * sq / qs - 2 * h * xMw / qs**2 + h.square() * Mw2 / qs**3)
-    lapz = math.sqrt(n_ref) * (-2 * act * xMw / qs**1.5 - h * trM / qs**1.5
-                               + 3 * h * Mw2 / qs**2.5)
+    lapz = math.sqrt(n_ref) * (
+        -2 * act * xMw / qs**1.5 - h * trM / qs**1.5 + 3 * h * Mw2 / qs**2.5
+    )
     per = (model.gamma.square() + model.W2.square()) * z.square() + c.square() * dz2
     jac = (per * alive).sum(1)
     lap = ((c * lapz) * alive).sum(1)
@@ -175,32 +202,35 @@ def _bn_terms(model: TwoMLPBN, x):
     + (W2_j gamma_j)^2 ||grad_w hh_ij||^2.
     """
     ref = model.x_ref if model.x_ref is not None else x
-    W = torch.cat([model.W1, model.b1[:, None]], 1)          # (m, d+1)
+    W = torch.cat([model.W1, model.b1[:, None]], 1)  # (m, d+1)
     xr, xe = _with_one(ref), _with_one(x)
     n_ref = xr.shape[0]
-    ur = xr @ W.T                                             # (n_ref, m)
+    ur = xr @ W.T  # (n_ref, m)
     ar = (ur > 0).to(x.dtype)
     hr = torch.relu(ur)
     mu = hr.mean(0)
     V = (hr - mu).square().mean(0)
     t = (V + model.eps).rsqrt()
-    m1 = ar.T @ xr / n_ref                                    # (m, d+1)
+    m1 = ar.T @ xr / n_ref  # (m, d+1)
     D = hr.T @ xr / n_ref - mu[:, None] * m1
     T = (ar * xr.square().sum(1, keepdim=True)).mean(0)
     m1sq, Dsq, m1D = m1.square().sum(1), D.square().sum(1), (m1 * D).sum(1)
-    ue = xe @ W.T                                             # (N, m)
+    ue = xe @ W.T  # (N, m)
     ae = (ue > 0).to(x.dtype)
     g = torch.relu(ue) - mu
     sq = xe.square().sum(1, keepdim=True)
-    xD = ae * (xe @ D.T) - m1D                                # (a_i x'_i - m1) . D
-    vsq = ae * (sq - 2 * (xe @ m1.T)) + m1sq                  # ||a_i x'_i - m1||^2
+    xD = ae * (xe @ D.T) - m1D  # (a_i x'_i - m1) . D
+    vsq = ae * (sq - 2 * (xe @ m1.T)) + m1sq  # ||a_i x'_i - m1||^2
     hh = g * t
     grad_sq = t**2 * vsq - 2 * g * t**4 * xD + g.square() * t**6 * Dsq
     lap_hh = g * (3 * t**5 * Dsq - t**3 * (T - m1sq)) - 2 * t**3 * xD
     gamma, beta, W2 = model.gamma, model.beta, model.W2
-    jac = ((gamma * hh + beta).square() + W2.square() * (hh.square() + 1)
-           + (W2 * gamma).square() * grad_sq).sum(1)
-    lap = (lap_hh @ (W2 * gamma))
+    jac = (
+        (gamma * hh + beta).square()
+        + W2.square() * (hh.square() + 1)
+        + (W2 * gamma).square() * grad_sq
+    ).sum(1)
+    lap = lap_hh @ (W2 * gamma)
     return jac, lap
 
 
@@ -216,7 +246,7 @@ def _ln_terms(model: TwoMLPLN, x):
         df/dz_j = a_j (c^_j / s - A g_j / (m s^3)),
         d^2f/dz_j^2 = a_j (-2 c^_j g_j / (m s^3) - A (1 - 1/m) / (m s^3) + 3 A g_j^2 / (m^2 s^5)).
     """
-    z = model.preactivation(x)                                # (N, m)
+    z = model.preactivation(x)  # (N, m)
     m = z.shape[1]
     a = (z > 0).to(x.dtype)
     h = torch.relu(z)
@@ -228,11 +258,15 @@ def _ln_terms(model: TwoMLPLN, x):
     ch = c - c.mean()
     A = (g * c).sum(1, keepdim=True)
     dz = a * (ch / s - A * g / (m * s**3))
-    d2z = a * (-2 * ch * g / (m * s**3) - A * (1 - 1 / m) / (m * s**3)
-               + 3 * A * g.square() / (m**2 * s**5))
+    d2z = a * (
+        -2 * ch * g / (m * s**3)
+        - A * (1 - 1 / m) / (m * s**3)
+        + 3 * A * g.square() / (m**2 * s**5)
+    )
     sq = x.square().sum(1) + 1
-    jac = ((gamma * hh + beta).square() + W2.square() * (hh.square() + 1)).sum(1) \
-        + sq * dz.square().sum(1)
+    jac = ((gamma * hh + beta).square() + W2.square() * (hh.square() + 1)).sum(
+        1
+    ) + sq * dz.square().sum(1)
     lap = sq * d2z.sum(1)
     return jac, lap
 
@@ -240,7 +274,7 @@ def _ln_terms(model: TwoMLPLN, x):
 def _deep_terms(model: MLPBias, x):
     """Depth-D ReLU MLP-Bias: per-layer gradients are rank-1 outer products delta a^T."""
     acts = model.activations(x)
-    jac = acts[-1].square().sum(1)                            # output layer W_D
+    jac = acts[-1].square().sum(1)  # output layer W_D
     delta = model.W2.expand_as(acts[-1]) * (acts[-1] > 0)
     for k in range(len(model.hidden_layers) - 1, -1, -1):
         W = model.hidden_layers[k]
@@ -250,8 +284,13 @@ def _deep_terms(model: MLPBias, x):
     return jac, torch.zeros_like(jac)
 
 
-def hessian_trace(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str = "mse",
-                  label_smoothing: float = 0.0) -> float:
+def hessian_trace(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss: str = "mse",
+    label_smoothing: float = 0.0,
+) -> float:
     """Exact Tr nabla^2 L for L = mean_i l(f(x_i), y_i) (default: (f - y)^2), closed form."""
     check_inputs(model, x, y)
     with torch.no_grad():
@@ -271,8 +310,14 @@ def lemma41_trace(model: nn.Module, x: torch.Tensor) -> float:
     return float(2 * jac.mean())
 
 
-def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: int = 2,
-                          loss: str = "mse", label_smoothing: float = 0.0) -> float:
+def sharpness_lower_bound(
+    arch: str,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    depth: int = 2,
+    loss: str = "mse",
+    label_smoothing: float = 0.0,
+) -> float:
     """Lower bound on Tr nabla^2 L over the minimizers of L (interpolating models).
 
     Squared loss (l'' = 2 and f(x_i) = y_i at a minimizer):
@@ -291,8 +336,10 @@ def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: in
     check_choice("loss", loss, LOSSES)
     check_tensor("x", x, 2)
     if x.shape[0] < 1 or tuple(getattr(y, "shape", ())) != (x.shape[0],):
-        raise ValueError(f"x must be (n, d) with n >= 1 and y (n,); got {tuple(x.shape)} and "
-                         f"{tuple(getattr(y, 'shape', ()))}.")
+        raise ValueError(
+            f"x must be (n, d) with n >= 1 and y (n,); got {tuple(x.shape)} and "
+            f"{tuple(getattr(y, 'shape', ()))}."
+        )
     if loss == "logistic":
         p = check_float("label_smoothing", label_smoothing, 0.0, 1.0, low_open=True)
         q = 1 - p / 2
@@ -306,11 +353,15 @@ def sharpness_lower_bound(arch: str, x: torch.Tensor, y: torch.Tensor, depth: in
         return float((curvature * D * r ** (2 / D) * y.abs() ** (2 - 2 / D)).mean())
     if arch == "sln":
         return float(curvature * (y != 0).to(x.dtype).mean())
-    raise ValueError(f"no closed-form sharpness lower bound for arch {arch!r}; "
-                     "valid: bias, deep_bias, nobias, sln.")
+    raise ValueError(
+        f"no closed-form sharpness lower bound for arch {arch!r}; "
+        "valid: bias, deep_bias, nobias, sln."
+    )
 
 
-def hessian_trace_autograd(model: nn.Module, x, y, loss="mse", label_smoothing=0.0) -> float:
+def hessian_trace_autograd(
+    model: nn.Module, x, y, loss="mse", label_smoothing=0.0
+) -> float:
     """Brute force: the full Hessian by ``torch.func.hessian`` (small models only)."""
     check_inputs(model, x, y)
     names = [n for n, _ in model.named_parameters()]
@@ -321,7 +372,9 @@ def hessian_trace_autograd(model: nn.Module, x, y, loss="mse", label_smoothing=0
     def loss_of(theta):
         chunks = torch.split(theta, sizes)
         pd = {n: c.reshape(p.shape) for n, c, p in zip(names, chunks, params)}
-        return mean_loss(torch.func.functional_call(model, pd, (x,)), y, loss, label_smoothing)
+        return mean_loss(
+            torch.func.functional_call(model, pd, (x,)), y, loss, label_smoothing
+        )
 
     return float(torch.func.hessian(loss_of)(flat).diagonal().sum())
 
@@ -337,15 +390,28 @@ class TraceEstimate:
     num_samples: int
 
 
-def hessian_trace_hutchinson(model: nn.Module, x, y, num_samples: int = 100, seed: int = 0,
-                             loss="mse", label_smoothing=0.0,
-                             loss_fn=None) -> TraceEstimate:
+def hessian_trace_hutchinson(
+    model: nn.Module,
+    x,
+    y,
+    num_samples: int = 100,
+    seed: int = 0,
+    loss="mse",
+    label_smoothing=0.0,
+    loss_fn=None,
+) -> TraceEstimate:
     """Hutchinson's estimator E_v[v^T H v], v Rademacher, for any torch model.
 
     ``loss_fn(model) -> scalar`` overrides the default mean loss on (x, y).
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples must be a whole number >= 2; got {num_samples!r}.")
+    if (
+        isinstance(num_samples, bool)
+        or not isinstance(num_samples, int)
+        or num_samples < 2
+    ):
+        raise ValueError(
+            f"num_samples must be a whole number >= 2; got {num_samples!r}."
+        )
     if loss_fn is None:
         check_inputs(model, x, y)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -355,8 +421,10 @@ def hessian_trace_hutchinson(model: nn.Module, x, y, num_samples: int = 100, see
         grads = torch.autograd.grad(L, params, create_graph=True)
         vals = []
         for _ in range(num_samples):
-            vs = [(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype)
-                  for p in params]
+            vs = [
+                (torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).to(p.dtype)
+                for p in params
+            ]
             hv = torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
             vals.append(sum(float((h * v).sum()) for h, v in zip(hv, vs)))
     t = torch.tensor(vals, dtype=torch.float64)
@@ -375,11 +443,13 @@ def lemma31_trace_bound(model: nn.Module, x: torch.Tensor) -> float:
     """
     arch = getattr(model, "arch", None)
     if arch not in ("nobias", "bias"):
-        raise ValueError(f"lemma31_trace_bound needs a 2-layer ReLU net (arch nobias or bias); "
-                         f"got {arch or type(model).__name__!r}.")
-    check_inputs(model, x)   # shape, dtype, at least one point (an empty x gave nan)
+        raise ValueError(
+            f"lemma31_trace_bound needs a 2-layer ReLU net (arch nobias or bias); "
+            f"got {arch or type(model).__name__!r}."
+        )
+    check_inputs(model, x)  # shape, dtype, at least one point (an empty x gave nan)
     with torch.no_grad():
         pre = x @ model.W1.T + (0 if model.b1 is None else model.b1)
         xa = x if model.b1 is None else _with_one(x)
-        weighted = (xa.norm(dim=1)[:, None] * torch.relu(pre)).mean(0)     # (m,)
+        weighted = (xa.norm(dim=1)[:, None] * torch.relu(pre)).mean(0)  # (m,)
         return float(4 * (model.W2.abs() * weighted).sum())

@@ -22,6 +22,7 @@ the sweep then starts a new pool for the configs that had not started, and rerun
 that were running at the time one at a time, so only the config that kills its worker on its
 own is reported failed (:func:`_run_loky`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -61,8 +62,10 @@ class SweepResult:
         return pd.DataFrame(getattr(self, which))
 
     def __repr__(self):
-        return (f"SweepResult({len(self.finished)} finished, {len(self.failed)} failed, "
-                f"{len(self.records)} records, interrupted={self.interrupted})")
+        return (
+            f"SweepResult({len(self.finished)} finished, {len(self.failed)} failed, "
+            f"{len(self.records)} records, interrupted={self.interrupted})"
+        )
 
 
 def expand_grid(base: dict, grid) -> list[dict]:
@@ -71,14 +74,18 @@ def expand_grid(base: dict, grid) -> list[dict]:
     settings that do not form a product, e.g. a learning rate per optimizer)."""
     if isinstance(grid, (list, tuple)):
         if not all(isinstance(p, dict) for p in grid):
-            raise TypeError("a grid given as a list must hold dicts (one per configuration)")
+            raise TypeError(
+                "a grid given as a list must hold dicts (one per configuration)"
+            )
         return [{**base, **p} for p in grid]
     keys = list(grid)
     for k in keys:
         if isinstance(grid[k], (str, bytes)) or not hasattr(grid[k], "__iter__"):
             raise TypeError(f"grid[{k!r}] must be a list of values, got {grid[k]!r}")
-    return [{**base, **dict(zip(keys, vals))}
-            for vals in itertools.product(*(list(grid[k]) for k in keys))]
+    return [
+        {**base, **dict(zip(keys, vals))}
+        for vals in itertools.product(*(list(grid[k]) for k in keys))
+    ]
 
 
 def _default_train_fn():
@@ -107,7 +114,9 @@ def _history_rows(history):
         cols = {k: list(v) for k, v in history.items()}
         lengths = {len(v) for v in cols.values()}
         if len(lengths) > 1:
-            raise ValueError(f"history columns have different lengths: {sorted(lengths)}")
+            raise ValueError(
+                f"history columns have different lengths: {sorted(lengths)}"
+            )
         n = lengths.pop() if lengths else 0
         return [{k: v[i] for k, v in cols.items()} for i in range(n)]
     return [dict(r) for r in history]
@@ -122,23 +131,37 @@ def _collect(result, cid, config, ok, out, seconds, on_result):
     result.finished.append({**cfg, **final, "seconds": seconds})
     for row in _history_rows(out.get("history")):
         # history columns must not silently overwrite config columns
-        result.records.append({**cfg, **{(f"hist_{k}" if k in cfg else k): v
-                                         for k, v in row.items()}})
+        result.records.append(
+            {**cfg, **{(f"hist_{k}" if k in cfg else k): v for k, v in row.items()}}
+        )
     if on_result is not None:
         on_result({**cfg, **out, "seconds": seconds})
 
 
-def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backend: str = "loky",
-              client=None, progress: bool = True, on_result=None) -> SweepResult:
+def run_sweep(
+    base: dict,
+    grid: dict,
+    *,
+    train_fn=None,
+    n_jobs: int = -1,
+    backend: str = "loky",
+    client=None,
+    progress: bool = True,
+    on_result=None,
+) -> SweepResult:
     """Run ``train_fn({**base, **point})`` for every point of ``grid``; see module docstring.
 
     ``on_result(row)`` is called in the calling process as each config finishes (row = config +
     everything ``train_fn`` returned + ``seconds``), e.g. to save or plot partial results.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+        raise ValueError(
+            f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}."
+        )
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(f"n_jobs must be a nonzero whole number (-1: all cores); got {n_jobs!r}.")
+        raise ValueError(
+            f"n_jobs must be a nonzero whole number (-1: all cores); got {n_jobs!r}."
+        )
     if not isinstance(base, dict):
         raise TypeError(f"base must be a dict of settings; got {type(base).__name__}.")
     train_fn = train_fn or _default_train_fn()
@@ -170,15 +193,21 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
             from distributed import as_completed, get_client
 
             client = client or get_client()
-            futs = {client.submit(_tagged, train_fn, cid, cfg, pure=False): cid
-                    for cid, cfg in enumerate(configs)}
+            futs = {
+                client.submit(_tagged, train_fn, cid, cfg, pure=False): cid
+                for cid, cfg in enumerate(configs)
+            }
             try:
                 for fut in as_completed(list(futs)):
                     cid = futs[fut]
                     try:
                         _, ok, out, seconds = fut.result()
                     except Exception as exc:  # worker died, task cancelled, ...
-                        ok, out, seconds = False, f"{type(exc).__name__}: {exc}", float("nan")
+                        ok, out, seconds = (
+                            False,
+                            f"{type(exc).__name__}: {exc}",
+                            float("nan"),
+                        )
                     handle(cid, ok, out, seconds)
             finally:
                 pending = [f for f, cid in futs.items() if cid not in done_ids]
@@ -203,7 +232,7 @@ def run_sweep(base: dict, grid: dict, *, train_fn=None, n_jobs: int = -1, backen
 
 
 def _tagged(train_fn, cid, config, marker_dir=None):
-    if marker_dir is not None:   # "started": tells a crash's suspects from the untouched
+    if marker_dir is not None:  # "started": tells a crash's suspects from the untouched
         with open(os.path.join(marker_dir, str(cid)), "w"):
             pass
     return (cid, *_safe_call(train_fn, config))
@@ -223,8 +252,9 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
 
     from joblib import Parallel, delayed
 
-    try:   # what loky pickles tasks with
+    try:  # what loky pickles tasks with
         import cloudpickle
+
         # ship _tagged/_safe_call by value: a worker then imports only what train_fn needs
         # (not the whole package with torch: seconds per new worker, and a crash means new
         # workers)
@@ -233,8 +263,8 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
         pass
     marker_dir = tempfile.mkdtemp(prefix="sweep-started-")
     try:
-        queue = list(range(len(configs)))   # to run in a shared pool
-        suspects: list[int] = []            # to run alone
+        queue = list(range(len(configs)))  # to run in a shared pool
+        suspects: list[int] = []  # to run alone
         while queue or suspects:
             alone = not queue
             batch = [suspects.pop(0)] if alone else queue
@@ -243,27 +273,42 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
                 if os.path.exists(marker):
                     os.remove(marker)
             # (a lone suspect still goes to a worker process: n_jobs=1 would run it here)
-            par = Parallel(n_jobs=2 if alone else n_jobs, backend="loky",
-                           return_as="generator_unordered")
+            par = Parallel(
+                n_jobs=2 if alone else n_jobs,
+                backend="loky",
+                return_as="generator_unordered",
+            )
             # each task returns its own id so results can be matched while streaming in
-            gen = par(delayed(_tagged)(train_fn, cid, configs[cid], marker_dir)
-                      for cid in batch)
+            gen = par(
+                delayed(_tagged)(train_fn, cid, configs[cid], marker_dir)
+                for cid in batch
+            )
             try:
                 for cid, ok, out, seconds in gen:
                     handle(cid, ok, out, seconds)
                 queue = [] if not alone else queue
             except Exception as exc:  # noqa: BLE001 - the pool broke: a worker died
-                if type(exc).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool"):
+                if type(exc).__name__ not in (
+                    "TerminatedWorkerError",
+                    "BrokenProcessPool",
+                ):
                     raise
                 left = [cid for cid in batch if cid not in done_ids]
                 if alone:
                     for cid in left:
-                        handle(cid, False, "the worker running this config died "
-                               f"(killed, e.g. out of memory, or crashed): {exc}",
-                               float("nan"))
+                        handle(
+                            cid,
+                            False,
+                            "the worker running this config died "
+                            f"(killed, e.g. out of memory, or crashed): {exc}",
+                            float("nan"),
+                        )
                     continue
-                started = {cid for cid in left
-                           if os.path.exists(os.path.join(marker_dir, str(cid)))}
+                started = {
+                    cid
+                    for cid in left
+                    if os.path.exists(os.path.join(marker_dir, str(cid)))
+                }
                 suspects += sorted(started)
                 queue = [cid for cid in left if cid not in started]
             finally:
@@ -278,8 +323,9 @@ def demo_train_fn(config: dict) -> dict:
     """
     if config.get("fail"):
         raise RuntimeError(f"requested failure for {config}")
-    if config.get("kill"):   # as the kernel's OOM killer would: no exception, no cleanup
+    if config.get("kill"):  # as the kernel's OOM killer would: no exception, no cleanup
         import signal
+
         os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(float(config.get("sleep", 0.0)))
     rho = float(config.get("rho", 0.0))
@@ -288,6 +334,11 @@ def demo_train_fn(config: dict) -> dict:
     epochs = [int(i * config.get("epochs", 100) / max(k - 1, 1)) for i in range(k)]
     loss = [1.0 / (1 + e) + 0.01 * seed for e in epochs]
     trace = [10.0 / (1 + rho * e) for e in epochs]
-    return {"train_loss": loss[-1], "test_error": 0.5 * rho, "hessian_trace": trace[-1],
-            "status": "ok", "message": "",
-            "history": {"epoch": epochs, "train_loss": loss, "hessian_trace": trace}}
+    return {
+        "train_loss": loss[-1],
+        "test_error": 0.5 * rho,
+        "hessian_trace": trace[-1],
+        "status": "ok",
+        "message": "",
+        "history": {"epoch": epochs, "train_loss": loss, "hessian_trace": trace},
+    }

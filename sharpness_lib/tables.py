@@ -21,7 +21,9 @@ def escape_cell(text: Any) -> str:
     breaks replaced by spaces."""
     s = str(text)
     s = s.replace("\\|", "|")  # already escaped: escape once, not twice
-    return s.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return (
+        s.replace("|", "\\|").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    )
 
 
 def format_cell(v: Any, digits: int = 4) -> str:
@@ -47,10 +49,16 @@ class MarkdownTable:
 
     def __str__(self) -> str:
         head = list(self.rows[0])
-        lines = ["| " + " | ".join(escape_cell(h) for h in head) + " |",
-                 "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(format_cell(r.get(k, ""), self.digits) for k in head)
-                  + " |" for r in self.rows]
+        lines = [
+            "| " + " | ".join(escape_cell(h) for h in head) + " |",
+            "|" + "---|" * len(head),
+        ]
+        lines += [
+            "| "
+            + " | ".join(format_cell(r.get(k, ""), self.digits) for k in head)
+            + " |"
+            for r in self.rows
+        ]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:

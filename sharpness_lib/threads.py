@@ -22,10 +22,17 @@ import os
 __all__ = ["ENV_VARS", "configure_threads"]
 
 # read once by each library when it loads (and inherited by worker processes)
-ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+ENV_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
-_limiter = None  # the threadpoolctl limit kept alive (it is undone when garbage-collected)
+_limiter = (
+    None  # the threadpoolctl limit kept alive (it is undone when garbage-collected)
+)
 
 
 def configure_threads(n: int = 1) -> int:
@@ -35,7 +42,9 @@ def configure_threads(n: int = 1) -> int:
     ``n`` is not an integer >= 1.
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n = {n!r} is invalid: the thread count must be an integer >= 1.")
+        raise ValueError(
+            f"n = {n!r} is invalid: the thread count must be an integer >= 1."
+        )
     for var in ENV_VARS:
         os.environ[var] = str(n)
 

@@ -32,21 +32,39 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._validation import (ALGO_ALIASES, ALGOS, ARCH_NAMES, ARCHS, DATASETS, LOSSES,
-                          check_choice, check_float,
-                          check_int, check_n, MAX_ABS_INIT, MAX_SEED)
-from .limits import check_memory, divergence_hint, exact_test_error
-from .data import (DEFAULT_TEST_SAMPLES, ParityXor, TestSet, make_dataset, make_test_set,
-                   sample_hypercube)
-from .losses import mean_loss
 from . import optimizers
+from ._validation import (
+    ALGO_ALIASES,
+    ALGOS,
+    ARCH_NAMES,
+    ARCHS,
+    DATASETS,
+    LOSSES,
+    MAX_ABS_INIT,
+    MAX_SEED,
+    check_choice,
+    check_float,
+    check_int,
+    check_n,
+)
+from .data import (
+    DEFAULT_TEST_SAMPLES,
+    ParityXor,
+    TestSet,
+    make_dataset,
+    make_test_set,
+    sample_hypercube,
+)
+from .limits import check_memory, divergence_hint, exact_test_error
+from .losses import mean_loss
+from .memorization import ARCHS as MEMORIZATION_ARCHS
+from .memorization import activation_stats
+from .min_sharpness import minimum_sharpness
 from .models import TwoLayerNet, make_model, numpy_params
 from .sam import SAM
-from .memorization import ARCHS as MEMORIZATION_ARCHS, activation_stats
-from .min_sharpness import minimum_sharpness
 from .sharpness import hessian_trace
 
-BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)   # names; specs in optimizers.py
+BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)  # names; specs in optimizers.py
 ENGINES = ("auto", "reference", "numba")
 LOG_SPACINGS = ("linear", "log")
 # "log" spacing adds epochs round(10^(k/10)): 10 points a decade, so a 6e5-epoch run's first
@@ -93,7 +111,9 @@ class TrainConfig:
     init_scale: float = 1.0
     first_layer_scale: float = 1.0
     depth: int = 3
-    eps: float = 1e-5  # Sim-LN's floor; the normalization eps of "bn" and "ln" (torch's 1e-5)
+    eps: float = (
+        1e-5  # Sim-LN's floor; the normalization eps of "bn" and "ln" (torch's 1e-5)
+    )
     gamma_init: float = 1.0
     loss: str = "mse"
     label_smoothing: float = 0.0
@@ -106,7 +126,9 @@ class TrainConfig:
     # hyperparameters of the base optimizer other than lr / weight decay (e.g. AdaBound's
     # final_lr, heavy ball's momentum); defaults in sharpness_lib.optimizers.BASE_OPTIMIZERS
     optimizer_options: dict = field(default_factory=dict)
-    dataset: str = "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
+    dataset: str = (
+        "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
+    )
     # log points: every log_every epochs ("linear"), plus a geometric grid ("log") for
     # long runs drawn on a log-epoch axis (stored paper-scale results)
     log_spacing: str = "linear"
@@ -114,13 +136,15 @@ class TrainConfig:
     memorization: bool = False
 
     @classmethod
-    def from_dict(cls, values: dict) -> "TrainConfig":
+    def from_dict(cls, values: dict) -> TrainConfig:
         """Build from a plain dict (as in JSON or a sweep grid); unknown keys are refused."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
-            raise ValueError(f"unknown setting {unknown[0]!r}; valid settings: "
-                             f"{', '.join(sorted(names))}.")
+            raise ValueError(
+                f"unknown setting {unknown[0]!r}; valid settings: "
+                f"{', '.join(sorted(names))}."
+            )
         values = dict(values)
         if "phases" in values:
             values["phases"] = tuple(_phase_from(p) for p in values["phases"] or ())
@@ -131,52 +155,72 @@ class TrainConfig:
         out["phases"] = [dataclasses.asdict(p) for p in self.phases]
         return out
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Check every field; return a copy with defaults resolved (batch size, log step).
 
         Raises ValueError with one sentence naming the bad value and the valid range.
         """
         c = dataclasses.replace(self)
         check_choice("arch", c.arch, ARCHS)
-        c.algo = ALGO_ALIASES.get(c.algo, c.algo)  # "alone" = the base optimizer's own steps
+        c.algo = ALGO_ALIASES.get(
+            c.algo, c.algo
+        )  # "alone" = the base optimizer's own steps
         check_choice("algo", c.algo, (*ALGOS, *ALGO_ALIASES))
         check_choice("loss", c.loss, LOSSES)
         check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
         check_choice("dataset", c.dataset, DATASETS)
         check_choice("log_spacing", c.log_spacing, LOG_SPACINGS)
         if not isinstance(c.memorization, bool):
-            raise ValueError(f"memorization must be True or False; got {c.memorization!r}.")
+            raise ValueError(
+                f"memorization must be True or False; got {c.memorization!r}."
+            )
         if c.memorization and (c.arch not in MEMORIZATION_ARCHS or c.dataset != "xor"):
-            raise ValueError("memorization diagnostics cover archs "
-                             f"{', '.join(MEMORIZATION_ARCHS)} on the xor data; got arch "
-                             f"{c.arch!r} with dataset {c.dataset!r}.")
+            raise ValueError(
+                "memorization diagnostics cover archs "
+                f"{', '.join(MEMORIZATION_ARCHS)} on the xor data; got arch "
+                f"{c.arch!r} with dataset {c.dataset!r}."
+            )
         c.d = check_int("d", c.d, 2)
         c.n = check_n(c.n, c.d) if c.dataset == "xor" else check_int("n", c.n, 1)
         c.width = check_int("width", c.width, 1)
         c.seed = check_int("seed", c.seed, 0, MAX_SEED)
         c.wd = check_float("wd (weight decay)", c.wd, 0.0)
-        c.init_scale = check_float("init_scale", c.init_scale, 0.0, MAX_ABS_INIT, low_open=True)
-        c.first_layer_scale = check_float("first_layer_scale", c.first_layer_scale, 0.0,
-                                          MAX_ABS_INIT, low_open=True)
+        c.init_scale = check_float(
+            "init_scale", c.init_scale, 0.0, MAX_ABS_INIT, low_open=True
+        )
+        c.first_layer_scale = check_float(
+            "first_layer_scale", c.first_layer_scale, 0.0, MAX_ABS_INIT, low_open=True
+        )
         c.depth = check_int("depth", c.depth, 2)
         c.eps = check_float("eps", c.eps, 0.0, low_open=True)
-        c.gamma_init = check_float("gamma_init", c.gamma_init, -MAX_ABS_INIT, MAX_ABS_INIT)
+        c.gamma_init = check_float(
+            "gamma_init", c.gamma_init, -MAX_ABS_INIT, MAX_ABS_INIT
+        )
         c.label_smoothing = check_float("label_smoothing", c.label_smoothing, 0.0, 1.0)
         c.test_samples = check_int("test_samples", c.test_samples, 1)
         if c.stop_loss is not None:
             c.stop_loss = check_float("stop_loss", c.stop_loss, 0.0, low_open=True)
         # names, types and ranges, for the engine and the reference path alike
-        c.optimizer_options = optimizers.validate_options(c.optimizer, c.optimizer_options)
+        c.optimizer_options = optimizers.validate_options(
+            c.optimizer, c.optimizer_options
+        )
         if c.project_norm is not None:
-            c.project_norm = check_float("project_norm", c.project_norm, 0.0, low_open=True)
+            c.project_norm = check_float(
+                "project_norm", c.project_norm, 0.0, low_open=True
+            )
         if c.phases:
             c.phases = tuple(_phase_from(p) for p in c.phases)
-            c.phases = tuple(Phase(check_int("phase epochs", p.epochs, 0),
-                                   check_float("lr", p.lr, 0.0, low_open=True),
-                                   check_float("rho", p.rho, 0.0)) for p in c.phases)
+            c.phases = tuple(
+                Phase(
+                    check_int("phase epochs", p.epochs, 0),
+                    check_float("lr", p.lr, 0.0, low_open=True),
+                    check_float("rho", p.rho, 0.0),
+                )
+                for p in c.phases
+            )
             c.epochs = sum(p.epochs for p in c.phases)
         else:
             c.epochs = check_int("epochs", c.epochs, 0)
@@ -189,18 +233,26 @@ class TrainConfig:
             c.batch_size = default_batch
         c.batch_size = check_int("batch_size", c.batch_size, 1, c.n)
         if c.algo == "sam1" and c.batch_size != 1:
-            raise ValueError(f"algo 'sam1' uses batch size 1; got batch_size {c.batch_size} "
-                             "(use algo 'msam' for SAM with larger batches).")
+            raise ValueError(
+                f"algo 'sam1' uses batch size 1; got batch_size {c.batch_size} "
+                "(use algo 'msam' for SAM with larger batches)."
+            )
         if c.algo == "gd" and c.batch_size != c.n:
-            raise ValueError(f"algo 'gd' is full batch (batch_size = n = {c.n}); got "
-                             f"batch_size {c.batch_size} (use algo 'sgd' for minibatches).")
+            raise ValueError(
+                f"algo 'gd' is full batch (batch_size = n = {c.n}); got "
+                f"batch_size {c.batch_size} (use algo 'sgd' for minibatches)."
+            )
         if c.log_every is None:
             c.log_every = max(1, c.epochs // 100)
         c.log_every = check_int("log_every", c.log_every, 1)
         return c
 
     def schedule(self) -> list[Phase]:
-        return list(self.phases) if self.phases else [Phase(self.epochs, self.lr, self.rho)]
+        return (
+            list(self.phases)
+            if self.phases
+            else [Phase(self.epochs, self.lr, self.rho)]
+        )
 
     def next_log_epoch(self, epoch: int) -> int:
         """The first log point after ``epoch`` (phase ends are log points too, see train).
@@ -220,17 +272,29 @@ class TrainConfig:
         the default; a multi-phase schedule appears as ``schedule`` instead of lr/rho/epochs.
         """
         c = self.validate()
-        out = {"arch": ARCH_NAMES[c.arch], "width": c.width,
-               "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[c.algo]}
-        if c.optimizer != "sgd":   # e.g. "Adam" alone, "1-SAM over Adam"
+        out = {
+            "arch": ARCH_NAMES[c.arch],
+            "width": c.width,
+            "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[
+                c.algo
+            ],
+        }
+        if c.optimizer != "sgd":  # e.g. "Adam" alone, "1-SAM over Adam"
             base = optimizers.get_spec(c.optimizer).label
-            out["algo"] = {"gd": f"{base} alone, full batch", "sgd": f"{base} alone",
-                           "sam1": f"1-SAM over {base}", "msam": f"m-SAM over {base}"}[c.algo]
+            out["algo"] = {
+                "gd": f"{base} alone, full batch",
+                "sgd": f"{base} alone",
+                "sam1": f"1-SAM over {base}",
+                "msam": f"m-SAM over {base}",
+            }[c.algo]
         if c.algo in ("sgd", "msam"):
             out["batch_size"] = c.batch_size
         if c.phases:
-            out["schedule"] = [f"{p.epochs} ep @ lr {p.lr:g}" + (f", rho {p.rho:g}" if
-                               c.algo in ("sam1", "msam") else "") for p in c.phases]
+            out["schedule"] = [
+                f"{p.epochs} ep @ lr {p.lr:g}"
+                + (f", rho {p.rho:g}" if c.algo in ("sam1", "msam") else "")
+                for p in c.phases
+            ]
         else:
             out["lr"] = c.lr
             if c.algo in ("sam1", "msam"):
@@ -238,11 +302,13 @@ class TrainConfig:
             out["epochs"] = c.epochs
         out["wd"] = c.wd
         out["init_scale"] = c.init_scale
-        extras = {"first_layer_scale": (c.first_layer_scale, 1.0),
-                  "project_norm": (c.project_norm, None),
-                  "loss": (c.loss, "mse"),
-                  "stop_loss": (c.stop_loss, None),
-                  "optimizer_options": (c.optimizer_options, {})}
+        extras = {
+            "first_layer_scale": (c.first_layer_scale, 1.0),
+            "project_norm": (c.project_norm, None),
+            "loss": (c.loss, "mse"),
+            "stop_loss": (c.stop_loss, None),
+            "optimizer_options": (c.optimizer_options, {}),
+        }
         if c.arch == "sbn":
             extras["gamma_init"] = (c.gamma_init, None)
         if c.arch == "sln":
@@ -264,19 +330,39 @@ class TrainConfig:
 
     def describe(self) -> str:
         """One line naming what is run, for captions and logs."""
-        phases = " then ".join(f"{p.epochs} ep at lr {p.lr:g}" + (f", rho {p.rho:g}" if
-                                                                  self.algo in ("sam1", "msam") else "")
-                               for p in self.schedule())
-        algo = {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": f"{self.batch_size}-SAM"}[self.algo]
+        phases = " then ".join(
+            f"{p.epochs} ep at lr {p.lr:g}"
+            + (f", rho {p.rho:g}" if self.algo in ("sam1", "msam") else "")
+            for p in self.schedule()
+        )
+        algo = {
+            "gd": "GD",
+            "sgd": "SGD",
+            "sam1": "1-SAM",
+            "msam": f"{self.batch_size}-SAM",
+        }[self.algo]
         if self.optimizer != "sgd":
             algo = self.summary()["algo"]
         wd = f", wd {self.wd:g}" if self.wd else ""
-        extra = "".join(f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
-                        for k, v in self.summary().items()
-                        if k in ("first_layer_scale", "project_norm", "gamma_init", "depth",
-                                 "loss", "label_smoothing", "optimizer", "dataset"))
-        return (f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
-                f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}")
+        extra = "".join(
+            f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
+            for k, v in self.summary().items()
+            if k
+            in (
+                "first_layer_scale",
+                "project_norm",
+                "gamma_init",
+                "depth",
+                "loss",
+                "label_smoothing",
+                "optimizer",
+                "dataset",
+            )
+        )
+        return (
+            f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
+            f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}"
+        )
 
 
 def _geometric_epoch(epoch: int) -> int:
@@ -290,17 +376,24 @@ def _geometric_epoch(epoch: int) -> int:
 def fresh_points(cfg: TrainConfig) -> torch.Tensor:
     """The FRESH_POINTS hypercube points of the memorization diagnostics (own seed stream)."""
     rng = np.random.default_rng([cfg.seed, 0xF2E5])
-    return torch.as_tensor(sample_hypercube(FRESH_POINTS, cfg.d, rng), dtype=torch.float64)
+    return torch.as_tensor(
+        sample_hypercube(FRESH_POINTS, cfg.d, rng), dtype=torch.float64
+    )
 
 
 def _phase_from(p) -> Phase:
     """A Phase from a Phase or a dict {"epochs", "lr", "rho" (optional)}."""
     if isinstance(p, Phase):
         return p
-    if not isinstance(p, dict) or not {"epochs", "lr"} <= set(p) or set(p) - {"epochs", "lr",
-                                                                              "rho"}:
-        raise ValueError("each phase must be a dict with keys epochs, lr and optionally rho; "
-                         f"got {p!r}.")
+    if (
+        not isinstance(p, dict)
+        or not {"epochs", "lr"} <= set(p)
+        or set(p) - {"epochs", "lr", "rho"}
+    ):
+        raise ValueError(
+            "each phase must be a dict with keys epochs, lr and optionally rho; "
+            f"got {p!r}."
+        )
     return Phase(**p)
 
 
@@ -338,8 +431,9 @@ def build_model(cfg: TrainConfig, data: ParityXor) -> TwoLayerNet:
         options["eps"] = cfg.eps
     elif cfg.arch == "deep_bias":
         options["depth"] = cfg.depth
-    return make_model(cfg.arch, cfg.d, cfg.width, seed=cfg.seed, init_scale=cfg.init_scale,
-                      **options)
+    return make_model(
+        cfg.arch, cfg.d, cfg.width, seed=cfg.seed, init_scale=cfg.init_scale, **options
+    )
 
 
 def project_first_layer(model: torch.nn.Module, norm: float) -> None:
@@ -363,9 +457,13 @@ class _ReferenceRunner:
         first = cfg.schedule()[0]
         # base optimizer from the registry of optimizers.py; SAM over it for sam1/msam
         self.opt = optimizers.make_optimizer(
-            cfg.optimizer, model.parameters(), first.lr, weight_decay=cfg.wd,
+            cfg.optimizer,
+            model.parameters(),
+            first.lr,
+            weight_decay=cfg.wd,
             sam_rho=first.rho if cfg.algo in ("sam1", "msam") else None,
-            **cfg.optimizer_options)
+            **cfg.optimizer_options,
+        )
 
     def _loss(self, idx):
         x = self.data.x if idx is None else self.data.x[idx]
@@ -379,15 +477,22 @@ class _ReferenceRunner:
             g["rho"] = phase.rho
         sam = isinstance(self.opt, SAM)
         for order in orders:
-            batches = [None] if cfg.algo == "gd" else [
-                torch.as_tensor(order[i:i + cfg.batch_size])
-                for i in range(0, cfg.n, cfg.batch_size)]
+            batches = (
+                [None]
+                if cfg.algo == "gd"
+                else [
+                    torch.as_tensor(order[i : i + cfg.batch_size])
+                    for i in range(0, cfg.n, cfg.batch_size)
+                ]
+            )
             for idx in batches:
+
                 def closure(idx=idx):
                     self.opt.zero_grad()
                     loss = self._loss(idx)
                     loss.backward()
                     return loss
+
                 if sam:
                     self.opt.step(closure)
                 else:
@@ -405,6 +510,7 @@ class _EngineRunner:
 
     def __init__(self, cfg: TrainConfig, model, data: ParityXor):
         from . import engine
+
         self.engine, self.cfg = engine, cfg
         self.params = numpy_params(model)
         self.X = np.ascontiguousarray(data.x.numpy())
@@ -414,21 +520,40 @@ class _EngineRunner:
         # base-optimizer state (moments, step count) of the engine's dense path, kept across
         # calls; AdaBound's bounds are relative to the first phase's lr, as in the reference
         self.opt_state = engine.new_opt_state(
-            self.params, arch=cfg.arch, optimizer=cfg.optimizer,
-            options=cfg.optimizer_options, base_lr=cfg.schedule()[0].lr)
+            self.params,
+            arch=cfg.arch,
+            optimizer=cfg.optimizer,
+            options=cfg.optimizer_options,
+            base_lr=cfg.schedule()[0].lr,
+        )
 
     def run(self, orders: np.ndarray, phase: Phase) -> bool:
         cfg = self.cfg
         t0 = time.perf_counter()
         status = self.engine.run_epochs(
-            self.params, self.X, self.Y, orders, arch=cfg.arch, algo=cfg.algo, lr=phase.lr,
-            rho=phase.rho, wd=cfg.wd, batch_size=cfg.batch_size, eps=cfg.eps,
-            project_norm=cfg.project_norm, loss=cfg.loss, label_smoothing=cfg.label_smoothing,
-            optimizer=cfg.optimizer, optimizer_options=cfg.optimizer_options,
-            opt_state=self.opt_state)
+            self.params,
+            self.X,
+            self.Y,
+            orders,
+            arch=cfg.arch,
+            algo=cfg.algo,
+            lr=phase.lr,
+            rho=phase.rho,
+            wd=cfg.wd,
+            batch_size=cfg.batch_size,
+            eps=cfg.eps,
+            project_norm=cfg.project_norm,
+            loss=cfg.loss,
+            label_smoothing=cfg.label_smoothing,
+            optimizer=cfg.optimizer,
+            optimizer_options=cfg.optimizer_options,
+            opt_state=self.opt_state,
+        )
         per_epoch = (time.perf_counter() - t0) / max(1, len(orders))
         # chunks of ~0.1 s keep Stop responsive while amortizing the call overhead
-        self.chunk_epochs = int(min(10_000, max(1, self._target_seconds / max(per_epoch, 1e-9))))
+        self.chunk_epochs = int(
+            min(10_000, max(1, self._target_seconds / max(per_epoch, 1e-9)))
+        )
         return bool(status.finite)
 
 
@@ -438,7 +563,9 @@ def engine_supports(cfg: TrainConfig) -> bool:
         from . import engine
     except ImportError:
         return False
-    return engine.supports(cfg.arch, cfg.algo, cfg.loss, cfg.optimizer, cfg.optimizer_options)
+    return engine.supports(
+        cfg.arch, cfg.algo, cfg.loss, cfg.optimizer, cfg.optimizer_options
+    )
 
 
 @dataclass
@@ -449,7 +576,7 @@ class TrainResult:
     history: list[dict]
     model: torch.nn.Module
     data: ParityXor
-    status: str = "completed"          # "completed" | "stopped" | "diverged"
+    status: str = "completed"  # "completed" | "stopped" | "diverged"
     message: str = ""
     engine: str = "reference"
     wall_time: float = 0.0
@@ -462,17 +589,23 @@ class TrainResult:
     def to_dict(self) -> dict:
         """JSON-able summary: final metrics, status and the whole history."""
         fin = self.final
-        return {"config": self.config.to_dict(), "status": self.status, "message": self.message,
-                "engine": self.engine, "wall_time": self.wall_time,
-                # every metric of the last log point (those present for this run's data/arch)
-                **{k: v for k, v in fin.items() if k not in ("phase", "lr", "rho")},
-                "history": self.history}
+        return {
+            "config": self.config.to_dict(),
+            "status": self.status,
+            "message": self.message,
+            "engine": self.engine,
+            "wall_time": self.wall_time,
+            # every metric of the last log point (those present for this run's data/arch)
+            **{k: v for k, v in fin.items() if k not in ("phase", "lr", "rho")},
+            "history": self.history,
+        }
 
 
 def _loss_is_finite(model, data: ParityXor, cfg: TrainConfig) -> bool:
     with torch.no_grad():
-        return math.isfinite(float(mean_loss(model(data.x), data.y, cfg.loss,
-                                             cfg.label_smoothing)))
+        return math.isfinite(
+            float(mean_loss(model(data.x), data.y, cfg.loss, cfg.label_smoothing))
+        )
 
 
 def sharpness_measures(model, data: ParityXor, cfg: TrainConfig) -> tuple[float, float]:
@@ -486,12 +619,20 @@ def sharpness_measures(model, data: ParityXor, cfg: TrainConfig) -> tuple[float,
     if cfg.arch == "softplus":
         trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
         return trace, trace
-    ms = minimum_sharpness(model, data.x, data.y, "neuron", cfg.loss, cfg.label_smoothing)
+    ms = minimum_sharpness(
+        model, data.x, data.y, "neuron", cfg.loss, cfg.label_smoothing
+    )
     return ms.trace, ms.value
 
 
-def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
-            min_sharpness: bool = True, x_fresh: torch.Tensor | None = None) -> dict:
+def measure(
+    model,
+    data: ParityXor,
+    testset: TestSet,
+    cfg: TrainConfig,
+    min_sharpness: bool = True,
+    x_fresh: torch.Tensor | None = None,
+) -> dict:
     """Train loss, train/test zero-one error, the exact Tr nabla^2 L, (if asked) the
     minimum sharpness, and with ``x_fresh`` the memorization diagnostics at the current
     point."""
@@ -515,12 +656,25 @@ def measure(model, data: ParityXor, testset: TestSet, cfg: TrainConfig,
         trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
     if x_fresh is not None:
         extra.update(activation_stats(model, data.x, x_fresh))
-    return {"train_loss": loss, "train_error": train_err, "test_error": te.value,
-            "test_error_se": te.stderr, "hessian_trace": trace, **extra}
+    return {
+        "train_loss": loss,
+        "train_error": train_err,
+        "test_error": te.value,
+        "test_error_se": te.stderr,
+        "hessian_trace": trace,
+        **extra,
+    }
 
 
-def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine: str = "auto",
-          progress: bool = False, until: int | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | dict,
+    *,
+    callback=None,
+    should_stop=None,
+    engine: str = "auto",
+    progress: bool = False,
+    until: int | None = None,
+) -> TrainResult:
     """Run one configuration; see the module docstring for the engines and the statuses.
 
     ``callback(record)`` is called at every log point (epoch 0 included) with the new
@@ -529,31 +683,44 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
     "stopped"), with a history equal to the full run's up to E (used to re-check stored
     paper-scale results against the code).
     """
-    cfg = (TrainConfig.from_dict(config) if isinstance(config, dict) else config).validate()
+    cfg = (
+        TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    ).validate()
     check_choice("engine", engine, ENGINES)
     if engine == "numba" and not engine_supports(cfg):
-        raise ValueError(f"engine 'numba' does not cover arch {cfg.arch!r} with algo "
-                         f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
-                         "use engine 'auto' or 'reference'.")
+        raise ValueError(
+            f"engine 'numba' does not cover arch {cfg.arch!r} with algo "
+            f"{cfg.algo!r}, loss {cfg.loss!r}, optimizer {cfg.optimizer!r}; "
+            "use engine 'auto' or 'reference'."
+        )
     use_engine = engine == "numba" or (engine == "auto" and engine_supports(cfg))
-    check_memory(cfg)   # refuse up front what cannot fit, instead of a MemoryError later
+    check_memory(cfg)  # refuse up front what cannot fit, instead of a MemoryError later
     if until is not None:
         until = check_int("until", until, 1, cfg.epochs)
     data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
     model = build_model(cfg, data)
-    testset = make_test_set(cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples)
+    testset = make_test_set(
+        cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples
+    )
     runner = (_EngineRunner if use_engine else _ReferenceRunner)(cfg, model, data)
     orders = EpochOrders(cfg.n, cfg.seed)
     history: list[dict] = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False)
+
+        bar = tqdm(
+            total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False
+        )
 
     def log(epoch: int, phase_index: int, phase: Phase) -> None:
-        rec = {"epoch": epoch, **measure(model, data, testset, cfg, every_point_ms, x_fresh),
-               "phase": phase_index,
-               "lr": phase.lr, "rho": phase.rho}
+        rec = {
+            "epoch": epoch,
+            **measure(model, data, testset, cfg, every_point_ms, x_fresh),
+            "phase": phase_index,
+            "lr": phase.lr,
+            "rho": phase.rho,
+        }
         history.append(rec)
         if callback is not None:
             callback(rec)
@@ -573,15 +740,19 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                 next_log = min(next_log, until)
             k = min(next_log - epoch, runner.chunk_epochs)
             snapshot = [p.detach().clone() for p in model.parameters()]
-            finite = runner.run(orders.take(k), phase) and _loss_is_finite(model, data, cfg)
+            finite = runner.run(orders.take(k), phase) and _loss_is_finite(
+                model, data, cfg
+            )
             if not finite:
                 with torch.no_grad():
                     for p, s in zip(model.parameters(), snapshot):
                         p.copy_(s)
                 status = "diverged"
-                message = (f"diverged between epochs {epoch} and {epoch + k}: the loss became "
-                           f"NaN or infinite ({divergence_hint(cfg)}); the history up "
-                           f"to epoch {epoch} is kept and the model restored to it.")
+                message = (
+                    f"diverged between epochs {epoch} and {epoch + k}: the loss became "
+                    f"NaN or infinite ({divergence_hint(cfg)}); the history up "
+                    f"to epoch {epoch} is kept and the model restored to it."
+                )
                 if history[-1]["epoch"] != epoch:
                     log(epoch, pi, phase)
                 break
@@ -590,16 +761,27 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
                 bar.update(k)
             if epoch == next_log:
                 log(epoch, pi, phase)
-                if cfg.stop_loss is not None and history[-1]["train_loss"] <= cfg.stop_loss:
-                    message = (f"reached training loss {history[-1]['train_loss']:.3g} <= "
-                               f"stop_loss {cfg.stop_loss:g} at epoch {epoch}.")
+                if (
+                    cfg.stop_loss is not None
+                    and history[-1]["train_loss"] <= cfg.stop_loss
+                ):
+                    message = (
+                        f"reached training loss {history[-1]['train_loss']:.3g} <= "
+                        f"stop_loss {cfg.stop_loss:g} at epoch {epoch}."
+                    )
                     break
             if until is not None and epoch >= until:
-                status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs} (until)."
+                status, message = (
+                    "stopped",
+                    f"stopped at epoch {epoch} of {cfg.epochs} (until).",
+                )
             elif should_stop is not None and should_stop():
                 if history[-1]["epoch"] != epoch:
                     log(epoch, pi, phase)
-                status, message = "stopped", f"stopped at epoch {epoch} of {cfg.epochs}."
+                status, message = (
+                    "stopped",
+                    f"stopped at epoch {epoch} of {cfg.epochs}.",
+                )
         if status != "completed" or message:
             break
     if status == "completed" and not math.isfinite(history[-1]["train_loss"]):
@@ -607,17 +789,32 @@ def train(config: TrainConfig | dict, *, callback=None, should_stop=None, engine
     if status == "completed":
         with torch.no_grad():
             out = float(model(data.x).abs().max())
-        if out < 1e-3:   # flat (trace ~ 0) but fits nothing: say so instead of "completed"
+        if (
+            out < 1e-3
+        ):  # flat (trace ~ 0) but fits nothing: say so instead of "completed"
             message = (message + " " if message else "") + (
                 f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
-                "training set): flat, but it fits nothing; try a smaller rho or lr.")
+                "training set): flat, but it fits nothing; try a smaller rho or lr."
+            )
     # a prefix (until=) is not the run's end: keep its history equal to the full run's
-    if not every_point_ms and until is None and math.isfinite(history[-1]["train_loss"]):
+    if (
+        not every_point_ms
+        and until is None
+        and math.isfinite(history[-1]["train_loss"])
+    ):
         history[-1]["min_sharpness"] = sharpness_measures(model, data, cfg)[1]
     if bar is not None:
         bar.close()
-    return TrainResult(cfg, history, model, data, status, message, runner.name,
-                       time.perf_counter() - t_start)
+    return TrainResult(
+        cfg,
+        history,
+        model,
+        data,
+        status,
+        message,
+        runner.name,
+        time.perf_counter() - t_start,
+    )
 
 
 def run_config(config: dict, engine: str = "auto") -> dict:

@@ -1,4 +1,6 @@
-"""Interactive control panel for training runs in a live kernel (the ONE module importing ipywidgets).
+"""Interactive control panel for training runs in a live kernel.
+
+The one library module that imports ipywidgets.
 
 Contract with the training code
 -------------------------------
@@ -65,19 +67,46 @@ class Field:
 # ``defaults`` are passed to run_fn unchanged. Choice options are (label, value) pairs and can be
 # overridden per panel (``options=``) to match the training code's spelling.
 FIELDS: tuple[Field, ...] = (
-    Field("algorithm", "algorithm", "choice", (("GD + weight decay", "gd"), ("1-SAM", "sam1"),
-                                               ("SGD + weight decay", "sgd"))),
+    Field(
+        "algorithm",
+        "algorithm",
+        "choice",
+        (("GD + weight decay", "gd"), ("1-SAM", "sam1"), ("SGD + weight decay", "sgd")),
+    ),
     # one-key architecture choice (the library's TrainConfig.arch); the separate
     # bias / norm / activation controls below are for configs that split it up
-    Field("arch", "architecture", "choice",
-          (("2-MLP-No-Bias", "nobias"), ("2-MLP-Bias", "bias"), ("2-MLP-Sim-BN", "sbn"),
-           ("2-MLP-Sim-LN", "sln"), ("2-MLP-Bias, softplus", "softplus"))),
+    Field(
+        "arch",
+        "architecture",
+        "choice",
+        (
+            ("2-MLP-No-Bias", "nobias"),
+            ("2-MLP-Bias", "bias"),
+            ("2-MLP-Sim-BN", "sbn"),
+            ("2-MLP-Sim-LN", "sln"),
+            ("2-MLP-Bias, softplus", "softplus"),
+        ),
+    ),
     Field("width", "width m", "int"),
     Field("bias", "bias", "bool"),
-    Field("norm", "normalization", "choice",
-          (("none", "none"), ("Sim-BN", "sim_bn"), ("Sim-LN", "sim_ln"), ("BatchNorm", "bn"),
-           ("LayerNorm", "ln"))),
-    Field("activation", "activation", "choice", (("ReLU", "relu"), ("softplus", "softplus"))),
+    Field(
+        "norm",
+        "normalization",
+        "choice",
+        (
+            ("none", "none"),
+            ("Sim-BN", "sim_bn"),
+            ("Sim-LN", "sim_ln"),
+            ("BatchNorm", "bn"),
+            ("LayerNorm", "ln"),
+        ),
+    ),
+    Field(
+        "activation",
+        "activation",
+        "choice",
+        (("ReLU", "relu"), ("softplus", "softplus")),
+    ),
     Field("depth", "depth (layers)", "int"),
     Field("lr", "lr η", "float"),
     Field("rho", "ρ (SAM)", "float"),
@@ -88,14 +117,35 @@ FIELDS: tuple[Field, ...] = (
     Field("d", "input dim d", "int"),
     Field("n", "train size n", "int"),
     # shown only on request (``show=("optimizer", ...)``); otherwise passed through unchanged
-    Field("optimizer", "base optimizer", "choice",
-          (("SGD", "sgd"), ("heavy ball", "momentum"), ("Adam", "adam"), ("Adagrad", "adagrad"),
-           ("AdaBound", "adabound"), ("AdaShift", "adashift")), optional=True),
-    Field("loss", "loss", "choice", (("squared", "mse"), ("logistic", "logistic")),
-          optional=True),
+    Field(
+        "optimizer",
+        "base optimizer",
+        "choice",
+        (
+            ("SGD", "sgd"),
+            ("heavy ball", "momentum"),
+            ("Adam", "adam"),
+            ("Adagrad", "adagrad"),
+            ("AdaBound", "adabound"),
+            ("AdaShift", "adashift"),
+        ),
+        optional=True,
+    ),
+    Field(
+        "loss",
+        "loss",
+        "choice",
+        (("squared", "mse"), ("logistic", "logistic")),
+        optional=True,
+    ),
     Field("label_smoothing", "label smoothing", "float", optional=True),
-    Field("dataset", "data", "choice", (("parity xor (hypercube)", "xor"),
-                                        ("uniform ball, |x1|-|x2|", "ball")), optional=True),
+    Field(
+        "dataset",
+        "data",
+        "choice",
+        (("parity xor (hypercube)", "xor"), ("uniform ball, |x1|-|x2|", "ball")),
+        optional=True,
+    ),
     Field("batch_size", "batch size", "int", optional=True),
 )
 
@@ -106,6 +156,7 @@ def basic_validate(config: Mapping[str, Any]) -> None:
     Raises ``ValueError`` with one sentence naming the offending value and the valid range,
     the same style as the library's own config validation (which should be preferred).
     """
+
     def need(cond: bool, msg: str) -> None:
         if not cond:
             raise ValueError(msg)
@@ -113,21 +164,32 @@ def basic_validate(config: Mapping[str, Any]) -> None:
     c = config
     for key, lo in (("width", 1), ("epochs", 1), ("d", 2), ("n", 1)):
         if key in c:
-            need(isinstance(c[key], int) and c[key] >= lo,
-                 f"{key} = {c[key]} is invalid: it must be an integer >= {lo}.")
+            need(
+                isinstance(c[key], int) and c[key] >= lo,
+                f"{key} = {c[key]} is invalid: it must be an integer >= {lo}.",
+            )
     if "lr" in c:
-        need(_pos_finite(c["lr"]), f"lr = {c['lr']} is invalid: it must be a finite number > 0.")
+        need(
+            _pos_finite(c["lr"]),
+            f"lr = {c['lr']} is invalid: it must be a finite number > 0.",
+        )
     for key in ("rho", "weight_decay"):
         if key in c:
-            need(_nonneg_finite(c[key]),
-                 f"{key} = {c[key]} is invalid: it must be a finite number >= 0.")
+            need(
+                _nonneg_finite(c[key]),
+                f"{key} = {c[key]} is invalid: it must be a finite number >= 0.",
+            )
     if "init_scale" in c:
-        need(_pos_finite(c["init_scale"]),
-             f"init_scale = {c['init_scale']} is invalid: it must be a finite number > 0.")
+        need(
+            _pos_finite(c["init_scale"]),
+            f"init_scale = {c['init_scale']} is invalid: it must be a finite number > 0.",
+        )
     if "d" in c and "n" in c and isinstance(c["d"], int) and c["d"] < 63:
-        need(c["n"] <= 2 ** c["d"],
-             f"n = {c['n']} is invalid: with d = {c['d']} the hypercube has only "
-             f"2**{c['d']} = {2 ** c['d']} points, so n must be between 1 and {2 ** c['d']}.")
+        need(
+            c["n"] <= 2 ** c["d"],
+            f"n = {c['n']} is invalid: with d = {c['d']} the hypercube has only "
+            f"2**{c['d']} = {2 ** c['d']} points, so n must be between 1 and {2 ** c['d']}.",
+        )
 
 
 def _pos_finite(v) -> bool:
@@ -142,8 +204,11 @@ def _fmt_seconds(s: float) -> str:
     if not math.isfinite(s):
         return "?"
     s = round(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (
-        f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+    return (
+        f"{s // 3600}h{s % 3600 // 60:02d}m"
+        if s >= 3600
+        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+    )
 
 
 class ControlPanel:
@@ -183,10 +248,14 @@ class ControlPanel:
         self.redraw_every = redraw_every
 
         self.history: list[dict] = []
-        self.status: str = "idle"  # idle | running | completed | stopped | diverged | error | invalid
+        self.status: str = (
+            "idle"  # idle | running | completed | stopped | diverged | error | invalid
+        )
         self.message: str = ""
         self.result: Any = None
-        self.error: BaseException | None = None  # kept for debugging; never shown as traceback
+        self.error: BaseException | None = (
+            None  # kept for debugging; never shown as traceback
+        )
         self.figure = None  # the last go.Figure drawn
 
         self._lock = threading.Lock()
@@ -207,20 +276,37 @@ class ControlPanel:
         self.preset_notes = dict(preset_notes or {})
         self.preset_menu: W.Dropdown | None = None
         if self.presets:
-            start = next((k for k, v in self.presets.items() if v == self.defaults), None)
+            start = next(
+                (k for k, v in self.presets.items() if v == self.defaults), None
+            )
             self.preset_menu = W.Dropdown(
-                description="settings", options=list(self.presets), value=start,
+                description="settings",
+                options=list(self.presets),
+                value=start,
                 style={"description_width": "110px"},
-                layout=W.Layout(width="auto", max_width="100%", grid_area="auto / 1 / auto / -1"))
+                layout=W.Layout(
+                    width="auto", max_width="100%", grid_area="auto / 1 / auto / -1"
+                ),
+            )
             self.preset_menu.observe(self._on_preset, names="value")
 
-        self.run_button = W.Button(description="Run", button_style="primary", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="warning", icon="stop",
-                                    disabled=True)
-        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, description="progress",
-                                        layout=W.Layout(width="320px", max_width="100%"))
+        self.run_button = W.Button(
+            description="Run", button_style="primary", icon="play"
+        )
+        self.stop_button = W.Button(
+            description="Stop", button_style="warning", icon="stop", disabled=True
+        )
+        self.progress = W.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            description="progress",
+            layout=W.Layout(width="320px", max_width="100%"),
+        )
         self.progress_label = W.Label(value="", layout=W.Layout(min_width="0"))
-        self.status_html = W.HTML(value=self._status_markup("idle", "Set values, then click Run."))
+        self.status_html = W.HTML(
+            value=self._status_markup("idle", "Set values, then click Run.")
+        )
         self.output = W.Output(layout=W.Layout(min_height="380px"))
         self.run_button.on_click(lambda _b: self.run())
         self.stop_button.on_click(lambda _b: self.stop())
@@ -228,17 +314,30 @@ class ControlPanel:
         # auto-fill: as many 220 px columns as fit, so a narrow notebook (1024 px with the
         # file browser open) wraps the controls instead of cutting the third column off
         grid = W.GridBox(
-            ([self.preset_menu] if self.preset_menu else []) + list(self.controls.values()),
-            layout=W.Layout(grid_template_columns="repeat(auto-fill, minmax(220px, 1fr))",
-                            grid_gap="4px 12px", width="100%"),
+            ([self.preset_menu] if self.preset_menu else [])
+            + list(self.controls.values()),
+            layout=W.Layout(
+                grid_template_columns="repeat(auto-fill, minmax(220px, 1fr))",
+                grid_gap="4px 12px",
+                width="100%",
+            ),
         )
         header = [W.HTML(f"<b>{title}</b>")] if title else []
         self.widget = W.VBox(
-            header + [
+            header
+            + [
                 grid,
-                W.HBox([self.run_button, self.stop_button, self.progress, self.progress_label],
-                       layout=W.Layout(flex_flow="row wrap", align_items="center",
-                                       width="100%")),
+                W.HBox(
+                    [
+                        self.run_button,
+                        self.stop_button,
+                        self.progress,
+                        self.progress_label,
+                    ],
+                    layout=W.Layout(
+                        flex_flow="row wrap", align_items="center", width="100%"
+                    ),
+                ),
                 self.status_html,
                 self.output,
             ],
@@ -257,7 +356,9 @@ class ControlPanel:
             return W.FloatText(description=f.label, style=style, layout=layout)
         if f.kind == "bool":
             return W.Checkbox(description=f.label, indent=False, layout=layout)
-        return W.Dropdown(description=f.label, options=list(options), style=style, layout=layout)
+        return W.Dropdown(
+            description=f.label, options=list(options), style=style, layout=layout
+        )
 
     def _ipython_display_(self):  # display(panel) / last expression of a cell
         from IPython.display import display
@@ -285,12 +386,17 @@ class ControlPanel:
     def load_preset(self, label: str) -> None:
         """Put every value of preset ``label`` into the controls and the pass-through keys."""
         if label not in self.presets:
-            raise ValueError(f"preset {label!r} is not one of the panel's {list(self.presets)}.")
+            raise ValueError(
+                f"preset {label!r} is not one of the panel's {list(self.presets)}."
+            )
         values = self.presets[label]
         old = self.defaults
         try:
             self.defaults = dict(values)
-            for key, w in self.controls.items():  # a key the preset lacks keeps its value
+            for (
+                key,
+                w,
+            ) in self.controls.items():  # a key the preset lacks keeps its value
                 self.defaults.setdefault(key, w.value)
             self._set_defaults()
         except ValueError:
@@ -326,7 +432,9 @@ class ControlPanel:
             self.error = None
         self._stop.clear()
         self._t0 = time.monotonic()
-        self._epochs = cfg.get("epochs")  # fixed for this run even if the widget changes
+        self._epochs = cfg.get(
+            "epochs"
+        )  # fixed for this run even if the widget changes
         self.progress.value = 0.0
         self.progress.bar_style = ""
         self.progress_label.value = ""
@@ -334,8 +442,9 @@ class ControlPanel:
         self.run_button.disabled = True
         self.stop_button.disabled = False
         self._redraw(force=True)
-        self._thread = threading.Thread(target=self._worker, args=(cfg,), daemon=True,
-                                        name="sharpness-panel-run")
+        self._thread = threading.Thread(
+            target=self._worker, args=(cfg,), daemon=True, name="sharpness-panel-run"
+        )
         self._thread.start()
         return True
 
@@ -361,7 +470,9 @@ class ControlPanel:
     def _worker(self, cfg: dict) -> None:
         try:
             result = self.run_fn(cfg, self._on_record, self._stop.is_set)
-        except ValueError as exc:  # config rejected by the library: one sentence, no traceback
+        except (
+            ValueError
+        ) as exc:  # config rejected by the library: one sentence, no traceback
             self.error = exc
             self._finish("invalid", str(exc))
             return
@@ -371,7 +482,8 @@ class ControlPanel:
             return
         self.result = result
         status = getattr(result, "status", None) or (
-            "stopped" if self._stop.is_set() else "completed")
+            "stopped" if self._stop.is_set() else "completed"
+        )
         message = getattr(result, "message", None) or self._default_message(status, cfg)
         self._finish(status, message)
 
@@ -409,8 +521,9 @@ class ControlPanel:
         else:  # the run is over: epochs reached and time taken, no ETA
             last = self.history[-1].get("epoch", 0) if self.history else 0
             took = _fmt_seconds(time.monotonic() - self._t0)
-            self.progress_label.value = (f"epoch {last}/{self._epochs} · {took}" if self._epochs
-                                         else took)
+            self.progress_label.value = (
+                f"epoch {last}/{self._epochs} · {took}" if self._epochs else took
+            )
         if status in ("completed",):
             self.progress.value = 1.0
             self.progress.bar_style = "success"
@@ -431,10 +544,17 @@ class ControlPanel:
     def _status_markup(status: str, message: str) -> str:
         import html
 
-        color = {"completed": "#2ca02c", "stopped": "#b8860b", "diverged": "#d62728",
-                 "error": "#d62728", "invalid": "#d62728"}.get(status, "#555")
-        return (f'<span class="panel-status" data-status="{status}" style="color:{color}">'
-                f"{html.escape(message)}</span>")
+        color = {
+            "completed": "#2ca02c",
+            "stopped": "#b8860b",
+            "diverged": "#d62728",
+            "error": "#d62728",
+            "invalid": "#d62728",
+        }.get(status, "#555")
+        return (
+            f'<span class="panel-status" data-status="{status}" style="color:{color}">'
+            f"{html.escape(message)}</span>"
+        )
 
     def _redraw(self, force: bool = False) -> None:
         """Rebuild the figure from compare_runs + history, throttled to redraw_every seconds."""
@@ -457,15 +577,24 @@ class ControlPanel:
         # legend anchored to the bottom of the whole figure, under the "epoch" axis titles
         # (placed relative to the plot area it covered them when the legend wrapped)
         rows = 1 + len(runs) // 3
-        fig.update_layout(legend={"orientation": "h", "yref": "container", "y": 0,
-                                  "yanchor": "bottom", "x": 0},
-                          margin={"b": 60 + 22 * rows},
-                          height=(fig.layout.height or 450) + 22 * rows)
+        fig.update_layout(
+            legend={
+                "orientation": "h",
+                "yref": "container",
+                "y": 0,
+                "yanchor": "bottom",
+                "x": 0,
+            },
+            margin={"b": 60 + 22 * rows},
+            height=(fig.layout.height or 450) + 22 * rows,
+        )
         self.figure = fig
         # Assigning .outputs (instead of `with self.output:`) is safe from the worker thread:
         # the context manager depends on the kernel's current parent message.
         bundle = plotting.figure_mimebundle(fig)
-        self.output.outputs = ({"output_type": "display_data", "data": bundle, "metadata": {}},)
+        self.output.outputs = (
+            {"output_type": "display_data", "data": bundle, "metadata": {}},
+        )
 
 
 def _preset_values(config) -> dict:
@@ -491,8 +620,11 @@ def _with_schedule(values: Mapping[str, Any]) -> dict:
     values = dict(values)
     phases = values.pop("phases", None)
     loaded = values.pop("_schedule_of", None)
-    if phases and loaded is not None and tuple(loaded) == (
-            values.get("lr"), values.get("rho"), values.get("epochs")):
+    if (
+        phases
+        and loaded is not None
+        and tuple(loaded) == (values.get("lr"), values.get("rho"), values.get("epochs"))
+    ):
         values["phases"] = phases
     return values
 
@@ -501,14 +633,22 @@ def _schedule_note(config) -> str:
     phases = config.validate().phases
     if len(phases) < 2:
         return ""
-    steps = " then ".join(f"{p.epochs} epochs at lr {p.lr:g}, ρ {p.rho:g}" for p in phases)
-    return (f"Schedule: {steps}; it is used while lr, ρ and epochs stay as loaded "
-            "(change one to run a single phase).")
+    steps = " then ".join(
+        f"{p.epochs} epochs at lr {p.lr:g}, ρ {p.rho:g}" for p in phases
+    )
+    return (
+        f"Schedule: {steps}; it is used while lr, ρ and epochs stay as loaded "
+        "(change one to run a single phase)."
+    )
 
 
-def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
-                   title: str | None = None, show: tuple[str, ...] = (),
-                   presets: tuple[str, ...] = ()) -> ControlPanel:
+def training_panel(
+    config,
+    compare_runs: Mapping[str, Any] | None = None,
+    title: str | None = None,
+    show: tuple[str, ...] = (),
+    presets: tuple[str, ...] = (),
+) -> ControlPanel:
     """A :class:`ControlPanel` wired to :func:`sharpness_lib.train`.
 
     ``config`` is a :class:`~sharpness_lib.training.TrainConfig` or a preset name; its values
@@ -543,5 +683,13 @@ def training_panel(config, compare_runs: Mapping[str, Any] | None = None,
     def validate_fn(values):
         validate_panel(_with_schedule(values))
 
-    return ControlPanel(_preset_values(config), run_fn, compare_runs, validate_fn=validate_fn,
-                        title=title, show=show, presets=menu, preset_notes=notes)
+    return ControlPanel(
+        _preset_values(config),
+        run_fn,
+        compare_runs,
+        validate_fn=validate_fn,
+        title=title,
+        show=show,
+        presets=menu,
+        preset_notes=notes,
+    )

@@ -1,10 +1,14 @@
 import pytest
 import torch
 
-from sharpness_lib import make_parity_xor, make_model
+from sharpness_lib import make_model, make_parity_xor
 
 ARCH_OPTIONS = {
-    "nobias": {}, "bias": {}, "softplus": {}, "sln": {}, "sbn": {},
+    "nobias": {},
+    "bias": {},
+    "softplus": {},
+    "sln": {},
+    "sbn": {},
     "deep_bias": {"depth": 3},
 }
 
@@ -28,7 +32,8 @@ def interpolate_output_layer(model, data):
         model.W2.zero_()
     W2 = model.W2
     phi = torch.autograd.functional.jacobian(
-        lambda w: torch.func.functional_call(model, {"W2": w}, (data.x,)), W2.detach())
+        lambda w: torch.func.functional_call(model, {"W2": w}, (data.x,)), W2.detach()
+    )
     phi = phi.detach().contiguous()
     sol = phi.T @ torch.linalg.solve(phi @ phi.T, data.y)  # minimum-norm interpolant
     with torch.no_grad():

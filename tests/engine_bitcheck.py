@@ -14,6 +14,7 @@ one loaded from the on-disk cache, so both runs must compile from scratch: the s
     python tests/engine_bitcheck.py save /tmp/engine_before.npz     # old engine
     python tests/engine_bitcheck.py compare /tmp/engine_before.npz  # new engine
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,11 +34,23 @@ from sharpness_lib import engine  # noqa: E402
 
 ARCHS = ("nobias", "bias", "softplus", "sln", "sbn")
 # (algo, batch size, epochs): 120-240 steps each
-ALGOS = (("sam1", 1, 8), ("sgd", 1, 8), ("sgd", 7, 40), ("msam", 1, 8), ("msam", 7, 40),
-         ("gd", 24, 150))
+ALGOS = (
+    ("sam1", 1, 8),
+    ("sgd", 1, 8),
+    ("sgd", 7, 40),
+    ("msam", 1, 8),
+    ("msam", 7, 40),
+    ("gd", 24, 150),
+)
 LOSSES = (("mse", 0.0), ("logistic", 0.2))
-OPTIMIZERS = (("sgd", {}, 0.02), ("momentum", {}, 0.005), ("adam", {}, 1e-3),
-              ("adagrad", {}, 0.01), ("adabound", {}, 1e-3), ("adashift", {"keep_num": 3}, 1e-3))
+OPTIMIZERS = (
+    ("sgd", {}, 0.02),
+    ("momentum", {}, 0.005),
+    ("adam", {}, 1e-3),
+    ("adagrad", {}, 0.01),
+    ("adabound", {}, 1e-3),
+    ("adashift", {"keep_num": 3}, 1e-3),
+)
 N, D, M = 24, 10, 20
 
 
@@ -77,41 +90,87 @@ def configs():
             for loss, ls in LOSSES:
                 for opt, oo, lr in OPTIMIZERS:
                     seed += 1
-                    kw = dict(arch=arch, algo=algo, lr=lr, rho=0.1, wd=0.01, batch_size=bs,
-                              loss=loss, label_smoothing=ls, optimizer=opt,
-                              optimizer_options=oo, epochs=E if algo == "gd" else None)
-                    yield (f"{arch}-{algo}{bs}-{loss}-{opt}", dict(arch=arch, seed=seed),
-                           [dict(kw, E=E)])
+                    kw = dict(
+                        arch=arch,
+                        algo=algo,
+                        lr=lr,
+                        rho=0.1,
+                        wd=0.01,
+                        batch_size=bs,
+                        loss=loss,
+                        label_smoothing=ls,
+                        optimizer=opt,
+                        optimizer_options=oo,
+                        epochs=E if algo == "gd" else None,
+                    )
+                    yield (
+                        f"{arch}-{algo}{bs}-{loss}-{opt}",
+                        dict(arch=arch, seed=seed),
+                        [dict(kw, E=E)],
+                    )
     # projection (Figure 6b), no weight decay, Sim-BN without tables / with general inputs
     for arch in ARCHS:
         for opt in ("sgd", "adam"):
             seed += 1
-            kw = dict(arch=arch, algo="sam1", lr=0.02 if opt == "sgd" else 1e-3, rho=0.2,
-                      wd=0.0, project_norm=3.0, optimizer=opt)
+            kw = dict(
+                arch=arch,
+                algo="sam1",
+                lr=0.02 if opt == "sgd" else 1e-3,
+                rho=0.2,
+                wd=0.0,
+                project_norm=3.0,
+                optimizer=opt,
+            )
             yield f"{arch}-proj-{opt}", dict(arch=arch, seed=seed), [dict(kw, E=8)]
     for algo, bs, E in ALGOS:
         for opt in ("sgd", "momentum"):
             for pm_data, pm_tab in ((True, False), (False, True)):
                 seed += 1
-                kw = dict(arch="sbn", algo=algo, lr=0.02 if opt == "sgd" else 0.005, rho=0.1,
-                          wd=0.01, batch_size=bs, optimizer=opt, pm_tables=pm_tab,
-                          epochs=E if algo == "gd" else None)
-                yield (f"sbn-{algo}{bs}-{opt}-data{'pm' if pm_data else 'gen'}-tab{pm_tab}",
-                       dict(arch="sbn", seed=seed, pm=pm_data), [dict(kw, E=E)])
+                kw = dict(
+                    arch="sbn",
+                    algo=algo,
+                    lr=0.02 if opt == "sgd" else 0.005,
+                    rho=0.1,
+                    wd=0.01,
+                    batch_size=bs,
+                    optimizer=opt,
+                    pm_tables=pm_tab,
+                    epochs=E if algo == "gd" else None,
+                )
+                yield (
+                    f"sbn-{algo}{bs}-{opt}-data{'pm' if pm_data else 'gen'}-tab{pm_tab}",
+                    dict(arch="sbn", seed=seed, pm=pm_data),
+                    [dict(kw, E=E)],
+                )
     # one run split over 4 calls: optimizer state carried across calls
     for arch in ("bias", "sbn"):
         for opt in ("adam", "adashift", "sgd"):
             seed += 1
-            kw = dict(arch=arch, algo="sam1", lr=1e-3 if opt != "sgd" else 0.02, rho=0.1,
-                      wd=0.01, optimizer=opt, optimizer_options={"keep_num": 3}
-                      if opt == "adashift" else None)
-            yield (f"{arch}-chunked-{opt}", dict(arch=arch, seed=seed),
-                   [dict(kw, E=2, start=2 * c) for c in range(4)])
+            kw = dict(
+                arch=arch,
+                algo="sam1",
+                lr=1e-3 if opt != "sgd" else 0.02,
+                rho=0.1,
+                wd=0.01,
+                optimizer=opt,
+                optimizer_options={"keep_num": 3} if opt == "adashift" else None,
+            )
+            yield (
+                f"{arch}-chunked-{opt}",
+                dict(arch=arch, seed=seed),
+                [dict(kw, E=2, start=2 * c) for c in range(4)],
+            )
     # divergence
     for arch in ARCHS:
         for algo in ("sam1", "gd"):
             seed += 1
-            kw = dict(arch=arch, algo=algo, lr=50.0, rho=0.1, epochs=50 if algo == "gd" else None)
+            kw = dict(
+                arch=arch,
+                algo=algo,
+                lr=50.0,
+                rho=0.1,
+                epochs=50 if algo == "gd" else None,
+            )
             yield f"{arch}-{algo}-diverge", dict(arch=arch, seed=seed), [dict(kw, E=50)]
 
 
@@ -125,15 +184,21 @@ def run_grid():
             E, start = call.pop("E"), call.pop("start", 0)
             if call.get("optimizer", "sgd") != "sgd" or len(calls) > 1:
                 call["opt_state"] = state
-            st = _run(p, X, Y, orders[start:start + E], **call)
+            st = _run(p, X, Y, orders[start : start + E], **call)
             state = st.opt_state
             out[f"{name}/{c}/status"] = np.array(
-                [st.finite, st.epochs_done, -1 if st.fail_epoch is None else st.fail_epoch,
-                 -1 if st.fail_step is None else st.fail_step], dtype=np.int64)
+                [
+                    st.finite,
+                    st.epochs_done,
+                    -1 if st.fail_epoch is None else st.fail_epoch,
+                    -1 if st.fail_step is None else st.fail_step,
+                ],
+                dtype=np.int64,
+            )
             for k, v in p.items():
                 out[f"{name}/{c}/{k}"] = v.copy()
             if st.opt_state is not None:
-                out[f"{name}/{c}/opt_S"] = st.opt_state.S[:, :st.opt_state.size].copy()
+                out[f"{name}/{c}/opt_S"] = st.opt_state.S[:, : st.opt_state.size].copy()
                 out[f"{name}/{c}/opt_t"] = st.opt_state.tstep.copy()
                 out[f"{name}/{c}/opt_aux"] = st.opt_state.aux.copy()
             if st.start_params is not None:
@@ -151,14 +216,19 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("mode", choices=("save", "compare"))
     ap.add_argument("path")
-    ap.add_argument("--keep-cache", action="store_true",
-                    help="use the usual numba cache instead of a fresh empty one")
+    ap.add_argument(
+        "--keep-cache",
+        action="store_true",
+        help="use the usual numba cache instead of a fresh empty one",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     out = run_grid()
     runs = len({k.split("/")[0] for k in out})
-    print(f"{runs} runs, {len(out)} arrays, {time.perf_counter() - t0:.0f} s "
-          f"(NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR')})")
+    print(
+        f"{runs} runs, {len(out)} arrays, {time.perf_counter() - t0:.0f} s "
+        f"(NUMBA_CACHE_DIR={os.environ.get('NUMBA_CACHE_DIR')})"
+    )
     if args.mode == "save":
         np.savez(args.path, **out)
         print(f"saved {args.path}")
@@ -172,7 +242,9 @@ def main(argv=None):
         a, b = ref[k], out[k]
         err = np.max(np.abs(a - b)) if a.shape == b.shape else "shape"
         print(f"DIFFERS: {k} max abs diff {err}")
-    print(f"compared {len(ref.files)} arrays: {len(diff)} differ, {len(missing)} unmatched")
+    print(
+        f"compared {len(ref.files)} arrays: {len(diff)} differ, {len(missing)} unmatched"
+    )
     return 1 if diff or missing else 0
 
 

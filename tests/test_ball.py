@@ -1,4 +1,5 @@
 """Figure 7's distribution: x uniform in the unit ball of R^d, y = |x1| - |x2|."""
+
 import math
 
 import numpy as np
@@ -7,8 +8,15 @@ import torch
 from scipy import stats
 
 from sharpness_lib import make_model, make_parity_xor
-from sharpness_lib.data import (BallTestSet, ParityXor, TestSet, TrainingSet, make_dataset,
-                                make_test_set, make_uniform_ball)
+from sharpness_lib.data import (
+    BallTestSet,
+    ParityXor,
+    TestSet,
+    TrainingSet,
+    make_dataset,
+    make_test_set,
+    make_uniform_ball,
+)
 from sharpness_lib.training import TrainConfig, engine_supports, train
 
 
@@ -24,7 +32,9 @@ def test_points_uniform_in_ball(d):
     # direction: u = x / |x| uniform on the sphere, so u_k^2 ~ Beta(1/2, (d - 1)/2) ...
     u = x / r[:, None]
     for k in range(min(d, 3)):
-        assert stats.kstest(u[:, k] ** 2, stats.beta(0.5, (d - 1) / 2).cdf).pvalue > 1e-3
+        assert (
+            stats.kstest(u[:, k] ** 2, stats.beta(0.5, (d - 1) / 2).cdf).pvalue > 1e-3
+        )
     # ... and sign-symmetric, with covariance I / d, independent of the radius
     se = 1 / math.sqrt(len(u))
     assert np.abs(u.mean(0)).max() < 5 * se
@@ -48,7 +58,9 @@ def test_seeded():
     assert torch.equal(a.x, b.x) and not torch.equal(a.x, c.x)
     t1, t2, t3 = (BallTestSet(4, seed=s, num_samples=100) for s in (3, 3, 4))
     assert torch.equal(t1._x, t2._x) and not torch.equal(t1._x, t3._x)
-    assert not torch.equal(t1._x[:30], a.x)   # test stream independent of the training one
+    assert not torch.equal(
+        t1._x[:30], a.x
+    )  # test stream independent of the training one
     assert make_uniform_ball(4, 60, 3).x.shape == (60, 4)
 
 
@@ -70,11 +82,13 @@ def test_ball_test_set_error_and_mse():
     assert mse.stderr == pytest.approx(float(e.std()) / math.sqrt(4000), rel=1e-12)
     with torch.no_grad():
         model.W2.zero_()
-    assert ts.error(model).value == 1.0   # an output of exactly 0 is an error
+    assert ts.error(model).value == 1.0  # an output of exactly 0 is an error
 
 
 def test_errors():
-    with pytest.raises(ValueError, match="dataset must be one of xor, ball; got 'cube'"):
+    with pytest.raises(
+        ValueError, match="dataset must be one of xor, ball; got 'cube'"
+    ):
         make_dataset("cube", 5, 5)
     with pytest.raises(ValueError, match="dataset must be one of"):
         TrainConfig(dataset="cube").validate()
@@ -87,7 +101,7 @@ def test_errors():
 
 
 def test_config_fields():
-    cfg = TrainConfig(dataset="ball", d=3, n=20, width=8, epochs=5)   # n > 2^d is fine
+    cfg = TrainConfig(dataset="ball", d=3, n=20, width=8, epochs=5)  # n > 2^d is fine
     assert cfg.validate().n == 20
     s = cfg.summary()
     assert s["dataset"] == "ball" and s["test_samples"] == cfg.test_samples
@@ -100,14 +114,28 @@ def test_config_fields():
         TrainConfig(d=3, n=20).validate()
 
 
-@pytest.mark.parametrize("algo,arch", [("sam1", "bias"), ("gd", "softplus"), ("msam", "sbn")])
+@pytest.mark.parametrize(
+    "algo,arch", [("sam1", "bias"), ("gd", "softplus"), ("msam", "sbn")]
+)
 def test_training_on_ball_engine_matches_reference(algo, arch):
-    cfg = TrainConfig(dataset="ball", arch=arch, algo=algo, d=10, n=24, width=16, lr=0.05,
-                      rho=0.05, epochs=30, log_every=10, test_samples=2000,
-                      batch_size=4 if algo == "msam" else None, gamma_init=0.5)
+    cfg = TrainConfig(
+        dataset="ball",
+        arch=arch,
+        algo=algo,
+        d=10,
+        n=24,
+        width=16,
+        lr=0.05,
+        rho=0.05,
+        epochs=30,
+        log_every=10,
+        test_samples=2000,
+        batch_size=4 if algo == "msam" else None,
+        gamma_init=0.5,
+    )
     assert engine_supports(cfg.validate())
     ref = train(cfg, engine="reference")
-    fast = train(cfg)   # engine="auto"
+    fast = train(cfg)  # engine="auto"
     assert (ref.engine, fast.engine) == ("reference", "numba")
     assert ref.status == fast.status == "completed"
     assert ref.data.distribution == "ball" and torch.equal(ref.data.x, fast.data.x)
@@ -118,7 +146,11 @@ def test_training_on_ball_engine_matches_reference(algo, arch):
             assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-8), key
     fin = ref.final
     assert fin["train_loss"] < ref.history[0]["train_loss"]
-    assert 0 <= fin["test_error"] <= 1 and fin["test_error_se"] > 0 and fin["test_mse_se"] > 0
+    assert (
+        0 <= fin["test_error"] <= 1
+        and fin["test_error_se"] > 0
+        and fin["test_mse_se"] > 0
+    )
     summary = ref.to_dict()
     assert summary["config"]["dataset"] == "ball"
 

@@ -20,7 +20,7 @@ def test_interpolate_output_layer_fits_and_lemma41_holds(arch):
     assert interpolate_output_layer(net, data.x, data.y) is net
     with torch.no_grad():
         assert float((net(data.x) - data.y).abs().max()) < 1e-9
-    assert torch.equal(net.W1.detach(), w1_before)            # only W2 moves
+    assert torch.equal(net.W1.detach(), w1_before)  # only W2 moves
     exact = sl.hessian_trace(net, data.x, data.y)
     assert abs(sl.lemma41_trace(net, data.x) - exact) <= 1e-9 * max(1.0, abs(exact))
 
@@ -47,14 +47,21 @@ def test_lemma31_bound_below_trace_and_min_sharpness(arch, seed):
     net = sl.make_model(arch, 10, 50, seed=seed, init_scale=0.5 + seed)
     bound = lemma31_trace_bound(net, data.x)
     ms = sl.minimum_sharpness(net, data.x, data.y).value
-    assert 0 < bound <= ms * (1 + 1e-9) <= sl.hessian_trace(net, data.x, data.y) * (1 + 1e-9)
+    assert (
+        0
+        < bound
+        <= ms * (1 + 1e-9)
+        <= sl.hessian_trace(net, data.x, data.y) * (1 + 1e-9)
+    )
 
 
 def test_lemma31_bound_matches_the_hypercube_formula():
     data = sl.make_parity_xor(d=30, n=100, seed=0)
     m = sl.make_model("nobias", 30, 64, seed=3)
     with torch.no_grad():
-        direct = float(4 * math.sqrt(30) * (m.W2.abs() * torch.relu(data.x @ m.W1.T).mean(0)).sum())
+        direct = float(
+            4 * math.sqrt(30) * (m.W2.abs() * torch.relu(data.x @ m.W1.T).mean(0)).sum()
+        )
     assert abs(lemma31_trace_bound(m, data.x) - direct) < 1e-10 * direct
 
 
@@ -62,7 +69,10 @@ def test_lemma31_bound_is_attained_by_the_memorizing_construction():
     # condition (4) holds for every neuron, so a^2 + b^2 >= 2ab is tight (Theorem 4.1)
     data = sl.make_parity_xor(d=8, n=20, seed=0)
     memo = sl.memorizing_solution(data.x, data.y)
-    assert abs(lemma31_trace_bound(memo, data.x) - sl.hessian_trace(memo, data.x, data.y)) < 1e-9
+    assert (
+        abs(lemma31_trace_bound(memo, data.x) - sl.hessian_trace(memo, data.x, data.y))
+        < 1e-9
+    )
 
 
 def test_lemma31_bound_refuses_other_architectures():
@@ -83,7 +93,10 @@ def test_top_neurons_ranks_by_effective_output_weight():
         plain.W1.copy_(torch.diag_embed(torch.arange(1.0, 7.0))[:, :4] + 1)
         plain.W2.fill_(1.0)
     score = plain.W1.detach().norm(dim=1)
-    assert top_neurons(plain, k=6).tolist() == torch.argsort(score, descending=True).tolist()
+    assert (
+        top_neurons(plain, k=6).tolist()
+        == torch.argsort(score, descending=True).tolist()
+    )
     with pytest.raises(ValueError, match="k must be"):
         top_neurons(plain, k=7)
 
@@ -108,14 +121,25 @@ def _cells(path):
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_chapter_code_lines_fit_88_columns(path):
     # wider lines scroll sideways on the page (issue 11)
-    long = [(i, line) for i, c in enumerate(_cells(path)) if c["cell_type"] == "code"
-            for line in "".join(c["source"]).splitlines() if len(line) > 88]
+    long = [
+        (i, line)
+        for i, c in enumerate(_cells(path))
+        if c["cell_type"] == "code"
+        for line in "".join(c["source"]).splitlines()
+        if len(line) > 88
+    ]
     assert not long, f"{path.name}: code lines over 88 characters: {long[:3]}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS + sorted(BOOK.glob("*.md")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", CHAPTERS + sorted(BOOK.glob("*.md")), ids=lambda p: p.name
+)
 def test_chapter_prose_has_no_when_written_results(path):
     # run results in the text come from the build (myst-nb glue), not from an earlier run
     text = path.read_text().lower()
-    for phrase in ("when this chapter was written", "when written", "measured when this"):
+    for phrase in (
+        "when this chapter was written",
+        "when written",
+        "measured when this",
+    ):
         assert phrase not in text, f"{path.name} still says {phrase!r}"

@@ -1,4 +1,5 @@
 """Kendall's tau-b (against brute force and an exact permutation p-value), grouping."""
+
 import itertools
 import math
 import warnings
@@ -7,8 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sharpness_lib.correlation import (DroppedNaNWarning, generalization_gap, kendall_tau,
-                                       sharpness_correlation)
+from sharpness_lib.correlation import (
+    DroppedNaNWarning,
+    generalization_gap,
+    kendall_tau,
+    sharpness_correlation,
+)
 
 
 def tau_b_brute(x, y):
@@ -30,8 +35,8 @@ def tau_b_brute(x, y):
 def test_tau_b_equals_brute_force_with_ties(seed):
     rng = np.random.default_rng(seed)
     n = int(rng.integers(5, 40))
-    x = rng.integers(0, 6, n).astype(float)           # many ties in x
-    y = x + rng.integers(-3, 4, n) * (seed % 3)       # ties in y; seed 0, 3: y == x
+    x = rng.integers(0, 6, n).astype(float)  # many ties in x
+    y = x + rng.integers(-3, 4, n) * (seed % 3)  # ties in y; seed 0, 3: y == x
     tau, p = kendall_tau(x, y)
     assert tau == pytest.approx(tau_b_brute(x, y), abs=1e-12)
     assert 0.0 <= p <= 1.0
@@ -57,7 +62,7 @@ def exact_p_by_permutations(x, y):
 def test_small_n_p_value_is_the_exact_one(seed, n):
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=n), rng.normal(size=n)
-    y[:2] = x[:2] * 3           # some association
+    y[:2] = x[:2] * 3  # some association
     tau, p = kendall_tau(x, y)
     assert p == pytest.approx(exact_p_by_permutations(x, y), abs=1e-12)
     assert p == pytest.approx(stats.kendalltau(x, y, method="exact").pvalue, abs=1e-12)
@@ -71,16 +76,19 @@ def test_nan_pairs_are_dropped_and_counted():
     assert tau == pytest.approx(tau_b_brute([1, 2, 5, 6], [2, 1, 5, 7]))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        kendall_tau([1, 2, 3], [3, 1, 2])          # no NaN, no warning
+        kendall_tau([1, 2, 3], [3, 1, 2])  # no NaN, no warning
 
 
-@pytest.mark.parametrize("x,y,msg", [
-    ([1, 2], [1, 2], "at least 3 pairs without NaN; got 2."),
-    ([1, 2, float("nan")], [1, 2, 3], r"got 2 \(1 with a NaN dropped\)"),
-    ([1, 2, 3], [1, 2], "same length"),
-    ([[1, 2, 3]], [[1, 2, 3]], "one-dimensional"),
-    (["a", "b", "c"], [1, 2, 3], "sequence of numbers"),
-])
+@pytest.mark.parametrize(
+    "x,y,msg",
+    [
+        ([1, 2], [1, 2], "at least 3 pairs without NaN; got 2."),
+        ([1, 2, float("nan")], [1, 2, 3], r"got 2 \(1 with a NaN dropped\)"),
+        ([1, 2, 3], [1, 2], "same length"),
+        ([[1, 2, 3]], [[1, 2, 3]], "one-dimensional"),
+        (["a", "b", "c"], [1, 2, 3], "sequence of numbers"),
+    ],
+)
 def test_kendall_errors_are_one_sentence(x, y, msg):
     with pytest.raises(ValueError, match=msg) as err:
         with warnings.catch_warnings():
@@ -95,7 +103,9 @@ def test_constant_input_gives_nan():
 
 
 def test_generalization_gap():
-    assert generalization_gap({"test_error": 0.3, "train_error": 0.05}) == pytest.approx(0.25)
+    assert generalization_gap(
+        {"test_error": 0.3, "train_error": 0.05}
+    ) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="needs train_error"):
         generalization_gap({"test_error": 0.3})
 
@@ -107,18 +117,32 @@ def test_sharpness_correlation_groups_and_measures():
         for i in range(8):
             tr = float(rng.uniform(0, 0.1))
             gap = float(rng.uniform(0, 0.5))
-            rows.append({"arch": arch, "seed": i, "train_error": tr, "test_error": tr + gap,
-                         "hessian_trace": gap * (1 if arch == "bias" else -1) + 0.01 * i,
-                         "min_sharpness": float(rng.normal())})
+            rows.append(
+                {
+                    "arch": arch,
+                    "seed": i,
+                    "train_error": tr,
+                    "test_error": tr + gap,
+                    "hessian_trace": gap * (1 if arch == "bias" else -1) + 0.01 * i,
+                    "min_sharpness": float(rng.normal()),
+                }
+            )
     rows[3]["min_sharpness"] = float("nan")
     del rows[12]["hessian_trace"]
     out = sharpness_correlation(rows)
     assert [(r["arch"], r["measure"]) for r in out] == [
-        ("bias", "hessian_trace"), ("bias", "min_sharpness"),
-        ("sbn", "hessian_trace"), ("sbn", "min_sharpness")]
+        ("bias", "hessian_trace"),
+        ("bias", "min_sharpness"),
+        ("sbn", "hessian_trace"),
+        ("sbn", "min_sharpness"),
+    ]
     for r in out:
-        members = [row for row in rows if row["arch"] == r["arch"]
-                   and not math.isnan(row.get(r["measure"], math.nan))]
+        members = [
+            row
+            for row in rows
+            if row["arch"] == r["arch"]
+            and not math.isnan(row.get(r["measure"], math.nan))
+        ]
         x = [row[r["measure"]] for row in members]
         y = [generalization_gap(row) for row in members]
         assert r["n"] == len(members) and r["n_dropped"] == 8 - len(members)
@@ -129,15 +153,31 @@ def test_sharpness_correlation_groups_and_measures():
 
 
 def test_sharpness_correlation_options():
-    rows = [{"arch": a, "wd": w, "gap": g, "hessian_trace": h}
-            for a, w, g, h in [("bias", 0, 0.1, 1), ("bias", 0, 0.2, 2), ("bias", 0, 0.3, 4),
-                               ("bias", 1, 0.1, 3), ("bias", 1, 0.2, 2), ("bias", 1, 0.3, 1),
-                               ("sln", 1, 0.3, 1)]]
-    everything = sharpness_correlation(rows, gap="gap", measures="hessian_trace", by=None)
-    assert len(everything) == 1 and everything[0]["n"] == 7 and "arch" not in everything[0]
-    two = sharpness_correlation(rows, gap="gap", measures=["hessian_trace"], by=("arch", "wd"))
-    assert [(r["arch"], r["wd"], r["tau"]) for r in two[:2]] == [("bias", 0, 1.0),
-                                                                 ("bias", 1, -1.0)]
+    rows = [
+        {"arch": a, "wd": w, "gap": g, "hessian_trace": h}
+        for a, w, g, h in [
+            ("bias", 0, 0.1, 1),
+            ("bias", 0, 0.2, 2),
+            ("bias", 0, 0.3, 4),
+            ("bias", 1, 0.1, 3),
+            ("bias", 1, 0.2, 2),
+            ("bias", 1, 0.3, 1),
+            ("sln", 1, 0.3, 1),
+        ]
+    ]
+    everything = sharpness_correlation(
+        rows, gap="gap", measures="hessian_trace", by=None
+    )
+    assert (
+        len(everything) == 1 and everything[0]["n"] == 7 and "arch" not in everything[0]
+    )
+    two = sharpness_correlation(
+        rows, gap="gap", measures=["hessian_trace"], by=("arch", "wd")
+    )
+    assert [(r["arch"], r["wd"], r["tau"]) for r in two[:2]] == [
+        ("bias", 0, 1.0),
+        ("bias", 1, -1.0),
+    ]
     assert two[2]["n"] == 1 and math.isnan(two[2]["tau"]) and math.isnan(two[2]["p"])
     with pytest.raises(ValueError, match="row 0 has no 'optimizer' to group by"):
         sharpness_correlation(rows, gap="gap", by="optimizer")

@@ -51,7 +51,9 @@ def test_sample_distinct_uniform_subset():
     assert counts.min() > 400  # each point picked about 500 times
 
 
-@pytest.mark.parametrize("arch", ["nobias", "bias", "sbn", "sln", "softplus", "deep_bias"])
+@pytest.mark.parametrize(
+    "arch", ["nobias", "bias", "sbn", "sln", "softplus", "deep_bias"]
+)
 def test_models_shape_seed_and_init_scale(arch):
     x = make_parity_xor(7, 9, 0).x
     opts = {"x_ref": x} if arch == "sbn" else {}
@@ -61,7 +63,7 @@ def test_models_shape_seed_and_init_scale(arch):
     assert m1(x).shape == (9,)
     assert torch.equal(m1(x), m2(x))
     assert torch.allclose(m3.W1, 0.5 * m1.W1) and torch.allclose(m3.W2, 0.5 * m1.W2)
-    assert float(m1.W1.abs().max()) <= 1 / np.sqrt(7)   # nn.Linear default bound
+    assert float(m1.W1.abs().max()) <= 1 / np.sqrt(7)  # nn.Linear default bound
 
 
 def test_sbn_statistic_over_reference_set():
@@ -78,19 +80,24 @@ def test_sbn_statistic_over_reference_set():
 def test_sln_eps_floor():
     m = make_model("sln", 4, 3, eps=0.5)
     with torch.no_grad():
-        m.W1.zero_(); m.b1.fill_(0.1); m.W2.fill_(1.0)
+        m.W1.zero_()
+        m.b1.fill_(0.1)
+        m.W2.fill_(1.0)
     x = torch.ones(1, 4, dtype=torch.float64)
-    assert float(m(x)) == pytest.approx(0.3 / 0.5)   # ||h|| < eps: divide by eps
+    assert float(m(x)) == pytest.approx(0.3 / 0.5)  # ||h|| < eps: divide by eps
 
 
-@pytest.mark.parametrize("kwargs,msg", [
-    (dict(arch="resnet", d=5, width=3), "arch must be one of"),
-    (dict(arch="bias", d=1, width=3), "d must be >= 2; got 1"),
-    (dict(arch="bias", d=5, width=0), "width must be >= 1; got 0"),
-    (dict(arch="bias", d=5, width=3, init_scale=-1), "init_scale must be > 0"),
-    (dict(arch="bias", d=5, width=3, depth=3), "option 'depth' is not valid"),
-    (dict(arch="sln", d=5, width=3, eps=0), "eps must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs,msg",
+    [
+        (dict(arch="resnet", d=5, width=3), "arch must be one of"),
+        (dict(arch="bias", d=1, width=3), "d must be >= 2; got 1"),
+        (dict(arch="bias", d=5, width=0), "width must be >= 1; got 0"),
+        (dict(arch="bias", d=5, width=3, init_scale=-1), "init_scale must be > 0"),
+        (dict(arch="bias", d=5, width=3, depth=3), "option 'depth' is not valid"),
+        (dict(arch="sln", d=5, width=3, eps=0), "eps must be > 0"),
+    ],
+)
 def test_make_model_errors(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         make_model(**kwargs)

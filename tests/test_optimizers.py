@@ -1,5 +1,6 @@
 """Base optimizers for SAM: AdaBound / AdaShift against numpy transcriptions of the published
 rules, the registry against torch.optim, SAM over every base, errors, and training."""
+
 import copy
 import inspect
 import math
@@ -11,8 +12,13 @@ import torch
 
 from sharpness_lib import SAM, TrainConfig, make_model, make_parity_xor, train
 from sharpness_lib.losses import mean_loss
-from sharpness_lib.optimizers import (BASE_OPTIMIZERS, AdaBound, AdaShift, get_spec,
-                                      make_optimizer)
+from sharpness_lib.optimizers import (
+    BASE_OPTIMIZERS,
+    AdaBound,
+    AdaShift,
+    get_spec,
+    make_optimizer,
+)
 from sharpness_lib.training import build_model
 
 STEPS = 50
@@ -23,8 +29,12 @@ STEPS = 50
 # ----------------------------------------------------------------------------------------
 def problem(seed=0, steps=STEPS):
     rng = np.random.default_rng(seed)
-    return (rng.normal(size=(3, 2)), rng.normal(size=2), rng.normal(size=(steps, 5, 3)),
-            rng.normal(size=(steps, 5, 2)))
+    return (
+        rng.normal(size=(3, 2)),
+        rng.normal(size=2),
+        rng.normal(size=(steps, 5, 3)),
+        rng.normal(size=(steps, 5, 2)),
+    )
 
 
 def np_grads(params, X, Y):
@@ -49,7 +59,9 @@ def run_torch(make_opt, seed=0, steps=STEPS, lr_at=None):
     return [W.detach().numpy(), b.detach().numpy()]
 
 
-def adabound_numpy(lr_at, betas, final_lr, gamma, eps, wd, amsbound, seed=0, steps=STEPS):
+def adabound_numpy(
+    lr_at, betas, final_lr, gamma, eps, wd, amsbound, seed=0, steps=STEPS
+):
     """Luo et al. (2019), as in the official code: Adam moments, the per-coordinate step
     lr_t sqrt(1 - b2^t) / ((1 - b1^t)(sqrt(v) + eps)) clipped into
     [fl (1 - 1/(gamma t + 1)), fl (1 + 1/(gamma t))], fl = final_lr lr_t / lr_1."""
@@ -71,7 +83,7 @@ def adabound_numpy(lr_at, betas, final_lr, gamma, eps, wd, amsbound, seed=0, ste
             v[k] = b2 * v[k] + (1 - b2) * g * g
             vmax[k] = np.maximum(vmax[k], v[k])
             vv = vmax[k] if amsbound else v[k]
-            eta = lr / (np.sqrt(vv) + eps) * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+            eta = lr / (np.sqrt(vv) + eps) * math.sqrt(1 - b2**t) / (1 - b1**t)
             clipped += int(np.sum((eta < lo) | (eta > hi)))
             params[k] = p - np.clip(eta, lo, hi) * m[k]
     return params, clipped
@@ -92,11 +104,11 @@ def adashift_numpy(lr, betas, n, eps, wd, reduce, seed=0, steps=STEPS):
     for t in range(1, steps + 1):
         grads = np_grads(params, Xs[t - 1], Ys[t - 1])
         for k, p in enumerate(params):
-            hist[k].append(grads[k] + wd * p)          # hist[k][t - 1] = g_t
+            hist[k].append(grads[k] + wd * p)  # hist[k][t - 1] = g_t
             if t <= n:
                 continue
-            norm = sum(b1 ** i for i in range(n))
-            m = sum(b1 ** i * hist[k][t - 1 - i] for i in range(n)) / norm
+            norm = sum(b1**i for i in range(n))
+            m = sum(b1**i * hist[k][t - 1 - i] for i in range(n)) / norm
             v[k] = b2 * v[k] + (1 - b2) * phi(hist[k][t - 1 - n] ** 2)
             ks[k] = ks[k] + ((np.asarray(v[k]) > 0) | (ks[k] > 0))
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -105,30 +117,43 @@ def adashift_numpy(lr, betas, n, eps, wd, reduce, seed=0, steps=STEPS):
     return params
 
 
-@pytest.mark.parametrize("gamma,wd,amsbound,lr_change", [
-    (1e-3, 0.0, False, False),      # published defaults
-    (0.1, 0.01, False, True),       # fast bounds: clipping from both sides; lr change at t=25
-    (0.1, 0.0, True, False),        # AMSBound
-])
+@pytest.mark.parametrize(
+    "gamma,wd,amsbound,lr_change",
+    [
+        (1e-3, 0.0, False, False),  # published defaults
+        (
+            0.1,
+            0.01,
+            False,
+            True,
+        ),  # fast bounds: clipping from both sides; lr change at t=25
+        (0.1, 0.0, True, False),  # AMSBound
+    ],
+)
 def test_adabound_matches_numpy_transcription(gamma, wd, amsbound, lr_change):
     lr0 = 0.02
     lr_at = (lambda t: lr0 if t < 25 else 0.3 * lr0) if lr_change else (lambda t: lr0)
     hyper = dict(betas=(0.9, 0.999), final_lr=0.1, gamma=gamma, eps=1e-8)
-    got = run_torch(lambda ps: AdaBound(ps, lr=lr0, weight_decay=wd, amsbound=amsbound,
-                                        **hyper), lr_at=lr_at)
+    got = run_torch(
+        lambda ps: AdaBound(ps, lr=lr0, weight_decay=wd, amsbound=amsbound, **hyper),
+        lr_at=lr_at,
+    )
     want, clipped = adabound_numpy(lr_at, wd=wd, amsbound=amsbound, **hyper)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
     if gamma == 0.1:
-        assert clipped > 0      # the bounds are active, so the clamp is tested
+        assert clipped > 0  # the bounds are active, so the clamp is tested
 
 
-@pytest.mark.parametrize("n,reduce,wd", [(10, "max", 0.0), (3, "mean", 0.01), (1, "none", 0.0),
-                                         (4, "max", 0.05)])
+@pytest.mark.parametrize(
+    "n,reduce,wd",
+    [(10, "max", 0.0), (3, "mean", 0.01), (1, "none", 0.0), (4, "max", 0.05)],
+)
 def test_adashift_matches_numpy_transcription(n, reduce, wd):
     hyper = dict(lr=0.05, betas=(0.9, 0.999), eps=1e-10)
-    got = run_torch(lambda ps: AdaShift(ps, keep_num=n, reduce=reduce, weight_decay=wd,
-                                        **hyper))
+    got = run_torch(
+        lambda ps: AdaShift(ps, keep_num=n, reduce=reduce, weight_decay=wd, **hyper)
+    )
     want = adashift_numpy(n=n, reduce=reduce, wd=wd, **hyper)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
@@ -156,20 +181,32 @@ def test_adashift_block_with_zero_shifted_gradient_stays_put():
     assert float(q.detach()[0]) == pytest.approx(-0.1 / (1 + 1e-10), rel=1e-14)
 
 
-@pytest.mark.parametrize("cls,kw", [(AdaBound, dict(lr=0.02, gamma=0.1, weight_decay=0.01)),
-                                    (AdaShift, dict(lr=0.05, keep_num=4, weight_decay=0.01))])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        (AdaBound, dict(lr=0.02, gamma=0.1, weight_decay=0.01)),
+        (AdaShift, dict(lr=0.05, keep_num=4, weight_decay=0.01)),
+    ],
+)
 def test_state_dict_round_trip_continues_identically(cls, kw):
     W0, b0, Xs, Ys = problem()
 
     def fresh():
-        ps = [torch.nn.Parameter(torch.tensor(W0)), torch.nn.Parameter(torch.tensor(b0))]
+        ps = [
+            torch.nn.Parameter(torch.tensor(W0)),
+            torch.nn.Parameter(torch.tensor(b0)),
+        ]
         return ps, cls(ps, **kw)
 
     def steps(ps, opt, ts):
         for t in ts:
             opt.zero_grad()
-            (0.5 * (torch.tensor(Xs[t]) @ ps[0] + ps[1] - torch.tensor(Ys[t])).square()
-             .sum()).backward()
+            (
+                0.5
+                * (torch.tensor(Xs[t]) @ ps[0] + ps[1] - torch.tensor(Ys[t]))
+                .square()
+                .sum()
+            ).backward()
             opt.step()
 
     pa, oa = fresh()
@@ -191,13 +228,28 @@ def test_state_dict_round_trip_continues_identically(cls, kw):
 # Registry
 # ----------------------------------------------------------------------------------------
 def test_registry_names_and_default_lrs():
-    assert tuple(BASE_OPTIMIZERS) == ("sgd", "momentum", "adam", "adagrad", "adabound",
-                                      "adashift")
+    assert tuple(BASE_OPTIMIZERS) == (
+        "sgd",
+        "momentum",
+        "adam",
+        "adagrad",
+        "adabound",
+        "adashift",
+    )
     lrs = {k: s.default_lr for k, s in BASE_OPTIMIZERS.items()}
-    assert lrs == {"sgd": 0.1, "momentum": 0.1, "adam": 1e-3, "adagrad": 1e-2,
-                   "adabound": 1e-3, "adashift": 1e-3}
-    assert BASE_OPTIMIZERS["momentum"].hyper == {"momentum": 0.9, "dampening": 0.0,
-                                                 "nesterov": False}
+    assert lrs == {
+        "sgd": 0.1,
+        "momentum": 0.1,
+        "adam": 1e-3,
+        "adagrad": 1e-2,
+        "adabound": 1e-3,
+        "adashift": 1e-3,
+    }
+    assert BASE_OPTIMIZERS["momentum"].hyper == {
+        "momentum": 0.9,
+        "dampening": 0.0,
+        "nesterov": False,
+    }
 
 
 @pytest.mark.parametrize("name", list(BASE_OPTIMIZERS))
@@ -213,12 +265,18 @@ def test_registry_hyperparameters_are_the_class_defaults(name):
 
 DIRECT = {
     "sgd": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, weight_decay=wd),
-    "momentum": lambda ps, lr, wd: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=wd),
+    "momentum": lambda ps, lr, wd: torch.optim.SGD(
+        ps, lr=lr, momentum=0.9, weight_decay=wd
+    ),
     "adam": lambda ps, lr, wd: torch.optim.Adam(ps, lr=lr, weight_decay=wd),
     "adagrad": lambda ps, lr, wd: torch.optim.Adagrad(ps, lr=lr, weight_decay=wd),
 }
-DIRECT_CLS = {"sgd": (torch.optim.SGD, {}), "momentum": (torch.optim.SGD, {"momentum": 0.9}),
-              "adam": (torch.optim.Adam, {}), "adagrad": (torch.optim.Adagrad, {})}
+DIRECT_CLS = {
+    "sgd": (torch.optim.SGD, {}),
+    "momentum": (torch.optim.SGD, {"momentum": 0.9}),
+    "adam": (torch.optim.Adam, {}),
+    "adagrad": (torch.optim.Adagrad, {}),
+}
 
 
 @pytest.mark.parametrize("name", list(DIRECT))
@@ -229,7 +287,9 @@ def test_registry_gives_the_torch_optim_trajectory(name):
     for g, w in zip(got, want):
         assert np.array_equal(g, w)
     cls, extra = DIRECT_CLS[name]
-    got = _sam_run(lambda ps: make_optimizer(name, ps, lr, weight_decay=wd, sam_rho=0.1))
+    got = _sam_run(
+        lambda ps: make_optimizer(name, ps, lr, weight_decay=wd, sam_rho=0.1)
+    )
     want = _sam_run(lambda ps: SAM(ps, cls, rho=0.1, lr=lr, weight_decay=wd, **extra))
     for g, w in zip(got, want):
         assert torch.equal(g, w)
@@ -239,30 +299,48 @@ def test_make_optimizer_defaults_and_overrides():
     p = [torch.nn.Parameter(torch.zeros(3))]
     opt = make_optimizer("adashift", p, None)
     assert isinstance(opt, AdaShift) and opt.param_groups[0]["lr"] == 1e-3
-    assert opt.param_groups[0]["keep_num"] == 10 and opt.param_groups[0]["reduce"] == "max"
+    assert (
+        opt.param_groups[0]["keep_num"] == 10 and opt.param_groups[0]["reduce"] == "max"
+    )
     opt = make_optimizer("momentum", p, 0.1, momentum=0.8)
     assert opt.param_groups[0]["momentum"] == 0.8
     sam = make_optimizer("adabound", p, 0.01, weight_decay=1e-4, sam_rho=0.05)
     assert isinstance(sam, SAM) and isinstance(sam.base_optimizer, AdaBound)
     g = sam.param_groups[0]
-    assert (g["rho"], g["lr"], g["weight_decay"], g["final_lr"], g["base_lr"]) == \
-        (0.05, 0.01, 1e-4, 0.1, 0.01)
+    assert (g["rho"], g["lr"], g["weight_decay"], g["final_lr"], g["base_lr"]) == (
+        0.05,
+        0.01,
+        1e-4,
+        0.1,
+        0.01,
+    )
 
 
-@pytest.mark.parametrize("args,kw,msg", [
-    (("rmsprop", 0.1), {}, "optimizer must be one of sgd, momentum, adam"),
-    (("sgd", 0.0), {}, "lr must be > 0"),
-    (("sgd", -1.0), {}, "lr must be > 0"),
-    (("adam", float("nan")), {}, "lr must be a finite number"),
-    (("adam", 0.1), dict(weight_decay=-0.1), "weight_decay must be >= 0"),
-    (("adam", 0.1), dict(sam_rho=-0.1), "sam_rho must be >= 0"),
-    (("adam", 0.1), dict(sam_rho="big"), "sam_rho must be a number"),
-    (("adam", 0.1), dict(momentum=0.9), "'momentum' is not a hyperparameter of optimizer 'adam'"),
-    (("adashift", 0.1), dict(keep_num=0), "keep_num must be >= 1"),
-    (("adashift", 0.1), dict(reduce="min"), "reduce must be one of max, mean, none"),
-    (("adabound", 0.1), dict(betas=(0.9, 1.0)), r"betas\[1\] must be in \[0, 1\)"),
-    (("adabound", 0.1), dict(gamma=0.0), "gamma must be > 0"),
-])
+@pytest.mark.parametrize(
+    "args,kw,msg",
+    [
+        (("rmsprop", 0.1), {}, "optimizer must be one of sgd, momentum, adam"),
+        (("sgd", 0.0), {}, "lr must be > 0"),
+        (("sgd", -1.0), {}, "lr must be > 0"),
+        (("adam", float("nan")), {}, "lr must be a finite number"),
+        (("adam", 0.1), dict(weight_decay=-0.1), "weight_decay must be >= 0"),
+        (("adam", 0.1), dict(sam_rho=-0.1), "sam_rho must be >= 0"),
+        (("adam", 0.1), dict(sam_rho="big"), "sam_rho must be a number"),
+        (
+            ("adam", 0.1),
+            dict(momentum=0.9),
+            "'momentum' is not a hyperparameter of optimizer 'adam'",
+        ),
+        (("adashift", 0.1), dict(keep_num=0), "keep_num must be >= 1"),
+        (
+            ("adashift", 0.1),
+            dict(reduce="min"),
+            "reduce must be one of max, mean, none",
+        ),
+        (("adabound", 0.1), dict(betas=(0.9, 1.0)), r"betas\[1\] must be in \[0, 1\)"),
+        (("adabound", 0.1), dict(gamma=0.0), "gamma must be > 0"),
+    ],
+)
 def test_make_optimizer_errors_are_one_sentence(args, kw, msg):
     p = [torch.nn.Parameter(torch.zeros(3))]
     with pytest.raises(ValueError, match=msg) as err:
@@ -281,13 +359,14 @@ def _sam_run(make_opt, epochs=1, model=None):
     opt = make_opt(list(model.parameters()))
     for _ in range(epochs):
         for i in range(DATA.n):
-            x, y = DATA.x[i:i + 1], DATA.y[i:i + 1]
+            x, y = DATA.x[i : i + 1], DATA.y[i : i + 1]
 
-            def closure():
+            def closure(x=x, y=y):
                 opt.zero_grad()
                 loss = mean_loss(model(x), y, "mse", 0.0)
                 loss.backward()
                 return loss
+
             opt.step(closure)
     return [p.detach().clone() for p in model.parameters()]
 
@@ -295,10 +374,17 @@ def _sam_run(make_opt, epochs=1, model=None):
 @pytest.mark.parametrize("name", list(BASE_OPTIMIZERS))
 def test_one_sam_over_every_base_decreases_the_loss(name):
     model = make_model("bias", 6, 16, seed=0)
-    full = lambda: float(mean_loss(model(DATA.x), DATA.y, "mse", 0.0).detach())
+
+    def full():
+        return float(mean_loss(model(DATA.x), DATA.y, "mse", 0.0).detach())
+
     before = full()
-    lr = {"sgd": 0.05, "momentum": 0.005}.get(name, 0.01)    # heavy ball: 10x effective lr
-    _sam_run(lambda ps: make_optimizer(name, ps, lr, sam_rho=0.05), epochs=3, model=model)
+    lr = {"sgd": 0.05, "momentum": 0.005}.get(
+        name, 0.01
+    )  # heavy ball: 10x effective lr
+    _sam_run(
+        lambda ps: make_optimizer(name, ps, lr, sam_rho=0.05), epochs=3, model=model
+    )
     after = full()
     assert math.isfinite(after) and after < 0.9 * before, (before, after)
 
@@ -318,13 +404,25 @@ def test_training_with_new_base_optimizers(name):
     assert all(math.isfinite(h["train_loss"]) for h in r.history)
     assert r.history[-1]["train_loss"] < r.history[0]["train_loss"]
     label = BASE_OPTIMIZERS[name].label
-    assert f"1-SAM over {label}" in cfg.describe() and cfg.summary()["algo"] == f"1-SAM over {label}"
+    assert (
+        f"1-SAM over {label}" in cfg.describe()
+        and cfg.summary()["algo"] == f"1-SAM over {label}"
+    )
 
 
 @pytest.mark.parametrize("name", ["adabound", "adashift", "momentum"])
 def test_training_builds_the_registry_optimizer(name):
-    cfg = TrainConfig(optimizer=name, algo="gd", lr=0.02, wd=0.01, d=6, n=12, width=8,
-                      epochs=15, log_every=15).validate()
+    cfg = TrainConfig(
+        optimizer=name,
+        algo="gd",
+        lr=0.02,
+        wd=0.01,
+        d=6,
+        n=12,
+        width=8,
+        epochs=15,
+        log_every=15,
+    ).validate()
     r = train(cfg, engine="reference")
     model = build_model(cfg, make_parity_xor(cfg.d, cfg.n, cfg.seed))
     opt = make_optimizer(name, model.parameters(), 0.02, weight_decay=0.01)
@@ -341,8 +439,14 @@ def test_training_builds_the_registry_optimizer(name):
 # ----------------------------------------------------------------------------------------
 def test_adabound_equals_official_package():
     adabound = pytest.importorskip("adabound")
-    kw = dict(lr=0.02, betas=(0.9, 0.999), final_lr=0.1, gamma=0.1, eps=1e-8,
-              weight_decay=0.01)
+    kw = dict(
+        lr=0.02,
+        betas=(0.9, 0.999),
+        final_lr=0.1,
+        gamma=0.1,
+        eps=1e-8,
+        weight_decay=0.01,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         want = run_torch(lambda ps: adabound.AdaBound(ps, **kw))
@@ -354,8 +458,11 @@ def test_adabound_equals_official_package():
 def test_adashift_and_adabound_agree_with_pytorch_optimizer():
     po = pytest.importorskip("pytorch_optimizer")
     got = run_torch(lambda ps: AdaShift(ps, lr=0.05, keep_num=4))
-    want = run_torch(lambda ps: po.AdaShift(ps, lr=0.05, keep_num=4, reduce_func=torch.max,
-                                            eps=1e-10))
+    want = run_torch(
+        lambda ps: po.AdaShift(
+            ps, lr=0.05, keep_num=4, reduce_func=torch.max, eps=1e-10
+        )
+    )
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
     kw = dict(lr=0.02, betas=(0.9, 0.999), final_lr=0.1, gamma=0.1, eps=1e-8)

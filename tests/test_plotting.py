@@ -20,27 +20,35 @@ def make_history(n=30, every=10, seed=0, trace_every=1, stop_at=None):
         e = i * every
         if stop_at is not None and e >= stop_at:
             break
-        out.append({
-            "epoch": e,
-            "train_loss": float(math.exp(-i / 5) + 1e-3 * rng.random()),
-            "test_error": float(0.5 * math.exp(-i / 10) + 0.01 * rng.random()),
-            "test_error_se": 0.0,
-            "hessian_trace": float(10 + rng.random()) if i % trace_every == 0 else None,
-        })
+        out.append(
+            {
+                "epoch": e,
+                "train_loss": float(math.exp(-i / 5) + 1e-3 * rng.random()),
+                "test_error": float(0.5 * math.exp(-i / 10) + 0.01 * rng.random()),
+                "test_error_se": 0.0,
+                "hessian_trace": float(10 + rng.random())
+                if i % trace_every == 0
+                else None,
+            }
+        )
     return out
 
 
 def traces(fig, role=None, label=None, axis=None):
-    return [t for t in fig.data
-            if (role is None or t.meta["role"] == role)
-            and (label is None or t.meta["label"] == label)
-            and (axis is None or t.xaxis == axis)]
+    return [
+        t
+        for t in fig.data
+        if (role is None or t.meta["role"] == role)
+        and (label is None or t.meta["label"] == label)
+        and (axis is None or t.xaxis == axis)
+    ]
 
 
 # ----------------------------------------------------------------------------- history_figure
 def test_history_figure_single_runs_one_line_per_panel_and_legend_once():
-    fig = P.history_figure({"GD+WD": make_history(seed=0), "1-SAM": make_history(seed=1)},
-                           title="t")
+    fig = P.history_figure(
+        {"GD+WD": make_history(seed=0), "1-SAM": make_history(seed=1)}, title="t"
+    )
     assert isinstance(fig, go.Figure)
     assert len(fig.data) == 6  # 2 labels x 3 panels, no bands (se == 0, one seed)
     assert {t.xaxis for t in fig.data} == {"x", "x2", "x3"}
@@ -50,7 +58,10 @@ def test_history_figure_single_runs_one_line_per_panel_and_legend_once():
         assert sum(bool(t.showlegend) for t in lines) == 1  # one legend entry per label
         assert len({t.line.color for t in lines}) == 1  # same colour in every panel
         assert len({t.legendgroup for t in lines}) == 1
-    assert traces(fig, "line", "GD+WD")[0].line.color != traces(fig, "line", "1-SAM")[0].line.color
+    assert (
+        traces(fig, "line", "GD+WD")[0].line.color
+        != traces(fig, "line", "1-SAM")[0].line.color
+    )
     # loss and trace panels are log-scale, test error linear
     assert fig.layout.yaxis.type == "log"
     assert fig.layout.yaxis2.type != "log"
@@ -72,7 +83,10 @@ def test_multi_seed_draws_mean_line_and_minmax_band():
     bands = traces(fig, "band", "1-SAM")
     lines = traces(fig, "line", "1-SAM")
     assert len(bands) == 3 and len(lines) == 3
-    loss_line, loss_band = traces(fig, "line", axis="x")[0], traces(fig, "band", axis="x")[0]
+    loss_line, loss_band = (
+        traces(fig, "line", axis="x")[0],
+        traces(fig, "band", axis="x")[0],
+    )
     table = np.array([[r["train_loss"] for r in h] for h in seeds])
     np.testing.assert_allclose(loss_line.y, table.mean(0), rtol=1e-6)
     assert loss_line.meta["n_seeds"] == 3
@@ -87,7 +101,9 @@ def test_multi_seed_draws_mean_line_and_minmax_band():
 
 def test_std_band_stays_positive_on_log_axes():
     seeds = [make_history(seed=s) for s in range(4)]
-    seeds[0] = [dict(r, train_loss=r["train_loss"] * 100) for r in seeds[0]]  # huge spread
+    seeds[0] = [
+        dict(r, train_loss=r["train_loss"] * 100) for r in seeds[0]
+    ]  # huge spread
     fig = P.history_figure({"x": seeds}, band="std")
     band = traces(fig, "band", axis="x")[0]
     assert np.all(np.asarray(band.y) > 0)
@@ -150,7 +166,10 @@ def test_history_figure_rejects_bad_input():
 
 def test_figure_json_is_small():
     """Static pages: float32 + base64 keeps a 3-run x 3-seed figure well under 100 kB."""
-    runs = {f"r{i}": [make_history(n=2000, every=1, seed=s) for s in range(3)] for i in range(3)}
+    runs = {
+        f"r{i}": [make_history(n=2000, every=1, seed=s) for s in range(3)]
+        for i in range(3)
+    }
     size = len(pio.to_json(P.history_figure(runs)))
     assert size < 100_000, size
     # a slider over 8 values of the same is still far below the 3 MB page budget
@@ -177,8 +196,14 @@ def test_slider_steps_toggle_exactly_one_value():
 
 def test_slider_with_seeds_labels_and_several_metrics():
     runs = {
-        0.01: {"GD+WD": make_history(seed=0), "1-SAM": [make_history(seed=s) for s in (1, 2)]},
-        0.1: {"GD+WD": make_history(seed=3), "1-SAM": [make_history(seed=s) for s in (4, 5)]},
+        0.01: {
+            "GD+WD": make_history(seed=0),
+            "1-SAM": [make_history(seed=s) for s in (1, 2)],
+        },
+        0.1: {
+            "GD+WD": make_history(seed=3),
+            "1-SAM": [make_history(seed=s) for s in (4, 5)],
+        },
     }
     fig = P.slider_figure(runs, "rho", ["test_error", "hessian_trace"], active=1)
     # per value: GD+WD 2 lines; 1-SAM 2 lines + 2 bands -> 6 traces
@@ -188,13 +213,21 @@ def test_slider_with_seeds_labels_and_several_metrics():
     assert sum(steps[0].args[0]["visible"]) == 6 == sum(steps[1].args[0]["visible"])
     assert sum(bool(t.visible) for t in fig.data) == 6
     # a label keeps its colour across slider values
-    sam_colors = {t.line.color for t in fig.data if t.meta["label"] == "1-SAM"
-                  and t.meta["role"] == "line"}
+    sam_colors = {
+        t.line.color
+        for t in fig.data
+        if t.meta["label"] == "1-SAM" and t.meta["role"] == "line"
+    }
     assert len(sam_colors) == 1
     # fixed y range on the log panel, covering every value's data
     lo, hi = fig.layout.yaxis2.range
-    all_tr = [r["hessian_trace"] for v in runs.values() for h in v.values()
-              for hh in (h if isinstance(h[0], list) else [h]) for r in hh]
+    all_tr = [
+        r["hessian_trace"]
+        for v in runs.values()
+        for h in v.values()
+        for hh in (h if isinstance(h[0], list) else [h])
+        for r in hh
+    ]
     assert lo <= math.log10(min(all_tr)) and hi >= math.log10(max(all_tr))
 
 
@@ -207,11 +240,23 @@ def test_slider_rejects_bad_active_and_metric():
 
 # ----------------------------------------------------------------------------- caption
 def test_caption_orders_formats_and_skips_none():
-    cfg = {"seed": 0, "lr": [0.005, 0.003], "width": 500, "rho": 0.05, "epochs": 100000,
-           "weight_decay": None, "custom_thing": True}
+    cfg = {
+        "seed": 0,
+        "lr": [0.005, 0.003],
+        "width": 500,
+        "rho": 0.05,
+        "epochs": 100000,
+        "weight_decay": None,
+        "custom_thing": True,
+    }
     md = P.caption(cfg)
-    assert md.index("width") < md.index("lr") < md.index("ρ") < md.index("epochs") < md.index(
-        "seed")
+    assert (
+        md.index("width")
+        < md.index("lr")
+        < md.index("ρ")
+        < md.index("epochs")
+        < md.index("seed")
+    )
     assert "0.005 → 0.003" in md and "1e5" in md and "weight decay" not in md
     assert "**custom thing** True" in md
     html = P.caption(cfg, html=True)
@@ -261,6 +306,7 @@ def test_neuron_weights_figure_picks_largest_contributions():
 # ----------------------------------------------------------------------------- renderer
 def test_mimebundle_book_build_is_offline_html(monkeypatch):
     from sharpness_lib import renderer
+
     fig = P.history_figure({"r": make_history()})
     monkeypatch.setenv(renderer.BUILD_ENV_VAR, "1")
     bundle = P.figure_mimebundle(fig)
@@ -308,11 +354,15 @@ def test_memorization_regions_figure_slider_and_zero_fraction():
     # caps of half-angle arccos(1 - eps): 6 of them cover 6 * 2 * arccos(0.95) / (2 pi)
     frac_nonzero = 6 * 2 * math.acos(0.95) / (2 * math.pi)
     shown = float(steps[0].args[1]["title.text"].split(" on ")[1].split("%")[0])
-    assert abs(shown - 100 * (1 - frac_nonzero)) < 0.5  # sampled on 1440 points of the circle
+    assert (
+        abs(shown - 100 * (1 - frac_nonzero)) < 0.5
+    )  # sampled on 1440 points of the circle
     # at eps = 0.5 the caps (half-angle 60 degrees, 60 degrees apart) overlap: f != 0 except
     # where two neighbours of opposite labels cancel exactly (the midpoints)
     assert float(fig.layout.title.text.split(" on ")[1].split("%")[0]) < 0.5
-    assert sum(bool(v) for v in vis0) == 3 + 6 + 1  # circle + 2 label groups + 6 caps + arc
+    assert (
+        sum(bool(v) for v in vis0) == 3 + 6 + 1
+    )  # circle + 2 label groups + 6 caps + arc
     # every cap lies inside the unit disk
     for t in regions:
         assert np.all(np.hypot(np.asarray(t.x), np.asarray(t.y)) <= 1 + 1e-6)
@@ -337,9 +387,14 @@ def test_memorization_regions_figure_accepts_model_objects_and_rejects_bad_input
 
 
 def test_scatter_figure_groups_diagonal_and_log():
-    fig = P.scatter_figure({"a": ([1.0, 2.0], [3.0, 4.0]), "b": (np.array([5.0]), [6.0])},
-                           "bound", "trace", diagonal=True, log=True,
-                           hover={"a": ["p", "q"]})
+    fig = P.scatter_figure(
+        {"a": ([1.0, 2.0], [3.0, 4.0]), "b": (np.array([5.0]), [6.0])},
+        "bound",
+        "trace",
+        diagonal=True,
+        log=True,
+        hover={"a": ["p", "q"]},
+    )
     assert [t.name for t in fig.data] == ["a", "b", "y = x"]
     assert list(fig.data[2].x) == [1.0, 5.0]  # spans the x values
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
@@ -354,30 +409,54 @@ def test_markdown_table_and_caption_of_config():
     from sharpness_lib import get_preset
     from sharpness_lib.plotting import caption, markdown_table
 
-    t = markdown_table([{"run": "a|b", "err": 0.123456}, {"run": "c", "err": 1e-9}], digits=3)
+    t = markdown_table(
+        [{"run": "a|b", "err": 0.123456}, {"run": "c", "err": 1e-9}], digits=3
+    )
     lines = t._repr_markdown_().splitlines()
     assert lines[0] == "| run | err |" and lines[1] == "|---|---|"
     assert lines[2] == "| a\\|b | 0.123 |" and lines[3] == "| c | 1e-09 |"
     cfg = get_preset("book-fig6b").config
     text = caption(cfg, seeds=(0, 1, 2), label="6b")
-    assert text.startswith("**6b**: ") and "**seeds** 0, 1, 2" in text and "**seed** " not in text
+    assert (
+        text.startswith("**6b**: ")
+        and "**seeds** 0, 1, 2" in text
+        and "**seed** " not in text
+    )
     assert "500 ep @ lr 0.01, rho 0.5" in text and "**project norm** 10" in text
     assert "gamma" not in text and "depth" not in text  # options of other architectures
 
 
 def _runs():
-    return [dict(optimizer=o, algo=a, arch=ar, seed=s, test_error=0.1 * s + (a == "sam1"),
-                 hessian_trace=1.0 + s)
-            for o in ("sgd", "adam") for a in ("sam1", "sgd") for ar in ("bias", "nobias")
-            for s in range(3)]
+    return [
+        dict(
+            optimizer=o,
+            algo=a,
+            arch=ar,
+            seed=s,
+            test_error=0.1 * s + (a == "sam1"),
+            hessian_trace=1.0 + s,
+        )
+        for o in ("sgd", "adam")
+        for a in ("sam1", "sgd")
+        for ar in ("bias", "nobias")
+        for s in range(3)
+    ]
 
 
 def test_strip_figure_puts_every_run_in_its_panel_with_the_group_mean():
     rows = _runs()
-    fig = P.strip_figure(rows, "optimizer", ["test_error", "hessian_trace"], color="algo",
-                         facet="arch", log=["hessian_trace"])
+    fig = P.strip_figure(
+        rows,
+        "optimizer",
+        ["test_error", "hessian_trace"],
+        color="algo",
+        facet="arch",
+        log=["hessian_trace"],
+    )
     points = [t for t in fig.data if t.mode == "markers"]
-    assert sum(len(t.y) for t in points) == 2 * len(rows)       # every run in both metric panels
+    assert sum(len(t.y) for t in points) == 2 * len(
+        rows
+    )  # every run in both metric panels
     # the mean bar of (sgd, sam1, bias) on test error: seeds 0,1,2 -> 1.1
     first_bar = [t for t in fig.data if t.mode == "lines"][0]
     assert first_bar.y[0] == pytest.approx(np.mean([0.1 * s + 1 for s in range(3)]))
@@ -398,15 +477,19 @@ def test_rescaling_figure_draws_curves_and_minima():
 def _gfm_cells(line):
     """Split one GFM table row the way a GFM renderer does: at every unescaped '|'."""
     import re
+
     parts = re.split(r"(?<!\\)\|", line)
     assert parts[0] == "" and parts[-1] == "", line  # a row starts and ends with a pipe
     return [p.strip() for p in parts[1:-1]]
 
 
-@pytest.mark.parametrize("text", ["max |f(x_i) - y_i|", "||∇f||²", "median |f|", "a\\|b",
-                                  "two\nlines", "plain"])
+@pytest.mark.parametrize(
+    "text",
+    ["max |f(x_i) - y_i|", "||∇f||²", "median |f|", "a\\|b", "two\nlines", "plain"],
+)
 def test_escape_cell_keeps_one_cell(text):
     from sharpness_lib.tables import escape_cell
+
     cell = escape_cell(text)
     assert "\n" not in cell and "\r" not in cell
     assert _gfm_cells(f"| {cell} |") == [cell]
@@ -415,8 +498,11 @@ def test_escape_cell_keeps_one_cell(text):
 
 def test_markdown_table_escapes_headers_and_cells_alike():
     from sharpness_lib.tables import markdown_table
-    rows = [{"max |f(x_i) - y_i|": "||∇f||²", "median |f|": 0.5, "n": 3},
-            {"max |f(x_i) - y_i|": "a|b", "median |f|": float("nan"), "n": None}]
+
+    rows = [
+        {"max |f(x_i) - y_i|": "||∇f||²", "median |f|": 0.5, "n": 3},
+        {"max |f(x_i) - y_i|": "a|b", "median |f|": float("nan"), "n": None},
+    ]
     lines = str(markdown_table(rows)).splitlines()
     assert len(lines) == 4
     for line in lines[:1] + lines[2:]:
@@ -430,6 +516,10 @@ def test_markdown_table_escapes_headers_and_cells_alike():
 
 def test_plotting_reexports_tables_captions_renderer():
     from sharpness_lib import captions, renderer, tables
+
     assert P.markdown_table is tables.markdown_table and "markdown_table" in P.__all__
-    assert P.caption is captions.caption and P.use_book_renderer is renderer.use_book_renderer
+    assert (
+        P.caption is captions.caption
+        and P.use_book_renderer is renderer.use_book_renderer
+    )
     assert set(P.__all__) <= set(dir(P))

@@ -29,10 +29,15 @@ def _id(path):
 
 
 def test_every_planned_run_is_stored():
-    missing = [j.relpath for j in reproduce.plan()
-               if not results.path_of(j.study, j.name, j.seed).exists()]
-    assert not missing, (f"{len(missing)} planned runs have no stored result (e.g. "
-                         f"{missing[0]}); run `make reproduce`.")
+    missing = [
+        j.relpath
+        for j in reproduce.plan()
+        if not results.path_of(j.study, j.name, j.seed).exists()
+    ]
+    assert not missing, (
+        f"{len(missing)} planned runs have no stored result (e.g. "
+        f"{missing[0]}); run `make reproduce`."
+    )
 
 
 @pytest.mark.parametrize("path", PATHS, ids=_id)
@@ -77,7 +82,7 @@ def test_config_that_no_longer_matches_its_preset_names_it():
     (problem,) = results.verify(edited, path)
     assert "no longer matches preset 'fig6b'" in problem and "width" in problem
     assert "`make reproduce PRESET=fig6b`" in problem
-    assert problem.count(". ") == 0   # one sentence
+    assert problem.count(". ") == 0  # one sentence
 
 
 def test_cheapest_run_reproduces_in_full():
@@ -99,8 +104,11 @@ def test_plan_is_complete_and_caps_are_stated():
 
 
 def test_time_to_memorize_and_outcome():
-    rec = {"status": "completed", "message": "",
-           "history": {"epoch": [0, 10, 100, 1000], "test_error": [0.5, 0.01, 0.02, 0.2]}}
+    rec = {
+        "status": "completed",
+        "message": "",
+        "history": {"epoch": [0, 10, 100, 1000], "test_error": [0.5, 0.01, 0.02, 0.2]},
+    }
     assert results.time_to_memorize(rec) == (10, 1000)
     assert results.outcome(rec) == "generalizes, then memorizes"
     rec["history"]["test_error"] = [0.5, 0.4, 0.3, 0.2]
@@ -108,9 +116,14 @@ def test_time_to_memorize_and_outcome():
     assert results.outcome(rec) == "never generalizes"
     rec["history"]["test_error"] = [0.5, 0.04, 0.0, 0.05]
     assert results.outcome(rec) == "generalizes"
-    rec["history"] = {"epoch": [0, 10, 20, 30, 40, 50], "test_error": [0.5, 0.04, 0.2, 0.01,
-                                                                       0.3, 0.4]}
-    assert results.time_to_memorize(rec) == (10, 40)   # the early excursion does not count
+    rec["history"] = {
+        "epoch": [0, 10, 20, 30, 40, 50],
+        "test_error": [0.5, 0.04, 0.2, 0.01, 0.3, 0.4],
+    }
+    assert results.time_to_memorize(rec) == (
+        10,
+        40,
+    )  # the early excursion does not count
 
 
 def test_write_is_atomic_and_truncated_files_are_redone(tmp_path):
@@ -118,8 +131,12 @@ def test_write_is_atomic_and_truncated_files_are_redone(tmp_path):
     path = tmp_path / job.relpath
     reproduce.write_atomic(path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
-    assert [p.name for p in path.parent.iterdir()] == ["seed0.json"]  # no temporary left
-    path.write_text('{"format": 1, "dig')   # as a kill in the middle of a plain write would
+    assert [p.name for p in path.parent.iterdir()] == [
+        "seed0.json"
+    ]  # no temporary left
+    path.write_text(
+        '{"format": 1, "dig'
+    )  # as a kill in the middle of a plain write would
     assert not reproduce.is_done(job, tmp_path)
 
 
@@ -141,9 +158,13 @@ def test_killed_reproduction_resumes_without_redoing_finished_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     folder = tmp_path / "paper" / "tiny"
     # the first run is long enough to be killed with some files written
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path), "40000"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path), "40000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(list(folder.glob("seed*.json"))) < 1:
         time.sleep(0.2)
@@ -152,31 +173,59 @@ def test_killed_reproduction_resumes_without_redoing_finished_runs(tmp_path):
     done = {p.name: p.stat().st_mtime_ns for p in folder.glob("seed*.json")}
     assert 1 <= len(done) < 4, "kill the reproduction while runs are left"
     for p in folder.glob("seed*.json"):
-        json.loads(p.read_text())   # every file there is whole
-    out = subprocess.run([sys.executable, str(script), str(tmp_path), "40000"], env=env,
-                         capture_output=True, text=True, timeout=240)
+        json.loads(p.read_text())  # every file there is whole
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "40000"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stderr
     assert f"{len(done)} already stored" in out.stderr
-    assert sorted(p.name for p in folder.glob("seed*.json")) == [f"seed{s}.json"
-                                                                 for s in range(4)]
+    assert sorted(p.name for p in folder.glob("seed*.json")) == [
+        f"seed{s}.json" for s in range(4)
+    ]
     for name, mtime in done.items():
         assert (folder / name).stat().st_mtime_ns == mtime, f"{name} was redone"
 
 
 def test_phase_regions_describe_each_init_scale():
     rows = [
-        {"init_scale": 0.1, "rho": 0.05, "final_test_error": 0.0, "time_to_memorize": None,
-         "outcome": "generalizes", "outcomes": {"generalizes": 3}},
-        {"init_scale": 0.3, "rho": 0.05, "final_test_error": 0.2, "time_to_memorize": 9000.0,
-         "outcome": "generalizes, then memorizes",
-         "outcomes": {"generalizes, then memorizes": 2, "generalizes": 1}},
-        {"init_scale": 1.0, "rho": 0.05, "final_test_error": 0.35, "time_to_memorize": None,
-         "outcome": "never generalizes", "outcomes": {"never generalizes": 3}},
+        {
+            "init_scale": 0.1,
+            "rho": 0.05,
+            "final_test_error": 0.0,
+            "time_to_memorize": None,
+            "outcome": "generalizes",
+            "outcomes": {"generalizes": 3},
+        },
+        {
+            "init_scale": 0.3,
+            "rho": 0.05,
+            "final_test_error": 0.2,
+            "time_to_memorize": 9000.0,
+            "outcome": "generalizes, then memorizes",
+            "outcomes": {"generalizes, then memorizes": 2, "generalizes": 1},
+        },
+        {
+            "init_scale": 1.0,
+            "rho": 0.05,
+            "final_test_error": 0.35,
+            "time_to_memorize": None,
+            "outcome": "never generalizes",
+            "outcomes": {"never generalizes": 3},
+        },
     ]
     text = results.phase_regions(rows)
     assert text.count("At init scale") == 3
     assert "0.1, 1-SAM still generalizes" in text
-    assert "first generalizes, then memorizes at ρ = 0.05 (test error above 5 % from " \
-           "epoch 9,000, median over the seeds that memorized; final test error 0.20)" in text
-    assert "mixed seeds at ρ = 0.05 (2 generalizes, then memorizes, 1 generalizes)" in text
+    assert (
+        "first generalizes, then memorizes at ρ = 0.05 (test error above 5 % from "
+        "epoch 9,000, median over the seeds that memorized; final test error 0.20)"
+        in text
+    )
+    assert (
+        "mixed seeds at ρ = 0.05 (2 generalizes, then memorizes, 1 generalizes)" in text
+    )
     assert "1, 1-SAM never generalizes at ρ = 0.05 (final test error 0.35)" in text

@@ -39,8 +39,12 @@ print(json.dumps({
 
 
 def _probe(n: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", PROBE, str(n)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -49,7 +53,9 @@ def test_one_thread_for_torch_blas_numba_and_children():
     # still 1 after a training run (numba's threading layer once reset torch's OpenMP pool)
     r = _probe(1)
     assert r["before"] == 2 and r["torch"] == 1 and r["numba"] == 1
-    assert r["blas"] == [1], r  # numpy's OpenBLAS (and torch's OpenMP) pools, already loaded
+    assert r["blas"] == [1], (
+        r
+    )  # numpy's OpenBLAS (and torch's OpenMP) pools, already loaded
     assert set(r["env"].values()) == {"1"} and r["child"] == "1"
 
 

@@ -1,4 +1,6 @@
-"""Drive sharpness_lib.ui.ControlPanel programmatically (no browser, no kernel, no training code)."""
+"""Drive sharpness_lib.ui.ControlPanel programmatically.
+
+No browser, no kernel, no training code."""
 
 from __future__ import annotations
 
@@ -9,17 +11,40 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from sharpness_lib import ui
-from sharpness_lib.ui import ControlPanel
 from ui_fakes import fake_run_fn
 
-DEFAULTS = dict(algorithm="sam1", width=50, bias=True, norm="none", activation="relu", lr=0.01,
-                rho=0.05, weight_decay=0.0, init_scale=1.0, epochs=200, seed=0, d=10, n=20,
-                extra_key="passed through")
+from sharpness_lib import ui
+from sharpness_lib.ui import ControlPanel
 
-REFERENCE = {"GD+WD (paper setting)": [
-    {"epoch": e, "train_loss": 1.0 / (1 + e), "test_error": 0.3, "test_error_se": 0,
-     "hessian_trace": 20.0} for e in range(0, 201, 20)]}
+DEFAULTS = dict(
+    algorithm="sam1",
+    width=50,
+    bias=True,
+    norm="none",
+    activation="relu",
+    lr=0.01,
+    rho=0.05,
+    weight_decay=0.0,
+    init_scale=1.0,
+    epochs=200,
+    seed=0,
+    d=10,
+    n=20,
+    extra_key="passed through",
+)
+
+REFERENCE = {
+    "GD+WD (paper setting)": [
+        {
+            "epoch": e,
+            "train_loss": 1.0 / (1 + e),
+            "test_error": 0.3,
+            "test_error_se": 0,
+            "hessian_trace": 20.0,
+        }
+        for e in range(0, 201, 20)
+    ]
+}
 
 
 def labels_in(fig):
@@ -44,7 +69,9 @@ def test_nothing_runs_on_value_change():
 
 def test_run_streams_records_into_figure_and_progress():
     p = ControlPanel(DEFAULTS, fake_run_fn, compare_runs=REFERENCE, redraw_every=0)
-    assert labels_in(p.figure) == {"GD+WD (paper setting)"}  # reference shown before any run
+    assert labels_in(p.figure) == {
+        "GD+WD (paper setting)"
+    }  # reference shown before any run
     p.controls["width"].value = 64
     assert p.run()
     assert p.wait(60)  # 51 forced redraws: ~5 s idle, ~20 s on a loaded 2-core machine
@@ -52,14 +79,18 @@ def test_run_streams_records_into_figure_and_progress():
     assert len(p.history) == 51  # epochs 0..200 every 4
     assert p.history[-1]["epoch"] == 200
     assert labels_in(p.figure) == {"GD+WD (paper setting)", ui.YOUR_RUN}
-    mine = next(t for t in p.figure.data if t.meta["label"] == ui.YOUR_RUN and t.xaxis == "x")
+    mine = next(
+        t for t in p.figure.data if t.meta["label"] == ui.YOUR_RUN and t.xaxis == "x"
+    )
     assert mine.x[-1] == 200 and mine.line.color == ui.YOUR_RUN_COLOR
     assert p.progress.value == 1.0 and "epoch 200/200" in p.progress_label.value
     assert not p.run_button.disabled and p.stop_button.disabled
     # the displayed output holds the same figure (a plotly bundle, no traceback)
     (out,) = p.output.outputs
     assert out["output_type"] == "display_data"
-    assert any(k in out["data"] for k in ("text/html", "application/vnd.plotly.v1+json"))
+    assert any(
+        k in out["data"] for k in ("text/html", "application/vnd.plotly.v1+json")
+    )
 
 
 def test_run_fn_receives_widget_values_and_passthrough_keys():
@@ -114,11 +145,18 @@ def test_divergence_message_shown_and_history_kept():
     assert p.progress.bar_style == "danger"
 
 
-@pytest.mark.parametrize("key,value,expected", [
-    ("width", 0, "width = 0 is invalid: it must be an integer >= 1."),
-    ("n", 2000, "n = 2000 is invalid: with d = 10 the hypercube has only 2**10 = 1024 points"),
-    ("lr", -1.0, "lr = -1.0 is invalid"),
-])
+@pytest.mark.parametrize(
+    "key,value,expected",
+    [
+        ("width", 0, "width = 0 is invalid: it must be an integer >= 1."),
+        (
+            "n",
+            2000,
+            "n = 2000 is invalid: with d = 10 the hypercube has only 2**10 = 1024 points",
+        ),
+        ("lr", -1.0, "lr = -1.0 is invalid"),
+    ],
+)
 def test_invalid_values_refused_with_one_sentence(key, value, expected):
     calls = []
     p = ControlPanel(DEFAULTS, lambda *a: calls.append(a))
@@ -127,16 +165,22 @@ def test_invalid_values_refused_with_one_sentence(key, value, expected):
     assert calls == [] and p._thread is None  # no thread started
     assert p.status == "invalid"
     assert p.message.startswith(expected)
-    assert "Traceback" not in p.status_html.value and expected[:20] in p.status_html.value
+    assert (
+        "Traceback" not in p.status_html.value and expected[:20] in p.status_html.value
+    )
 
 
 def test_valueerror_from_run_fn_or_validate_fn_is_displayed_not_raised():
     def strict(config):
         if config["width"] > 100:
-            raise ValueError(f"width = {config['width']} is invalid: it must be between 1 and 100.")
+            raise ValueError(
+                f"width = {config['width']} is invalid: it must be between 1 and 100."
+            )
 
     def lib_run(config, callback, should_stop):
-        raise ValueError("norm = 'sim_ln' needs bias=True: set bias on or choose another norm.")
+        raise ValueError(
+            "norm = 'sim_ln' needs bias=True: set bias on or choose another norm."
+        )
 
     p = ControlPanel(DEFAULTS, lib_run, validate_fn=strict)
     p.controls["width"].value = 101
@@ -145,7 +189,9 @@ def test_valueerror_from_run_fn_or_validate_fn_is_displayed_not_raised():
     p.controls["width"].value = 10
     assert p.run()
     p.wait(5)
-    assert p.status == "invalid" and p.message.startswith("norm = 'sim_ln' needs bias=True")
+    assert p.status == "invalid" and p.message.startswith(
+        "norm = 'sim_ln' needs bias=True"
+    )
     assert not p.run_button.disabled  # panel usable again
 
 
@@ -177,8 +223,11 @@ def test_dropdown_default_may_be_the_label_and_unknown_is_rejected():
     assert p.config()["norm"] == "sim_bn"
     with pytest.raises(ValueError, match="not one of"):
         ControlPanel(dict(DEFAULTS, norm="batchnorm"), fake_run_fn)
-    p = ControlPanel(dict(DEFAULTS, norm="simbn"), fake_run_fn,
-                     options={"norm": (("none", "none"), ("Sim-BN", "simbn"))})
+    p = ControlPanel(
+        dict(DEFAULTS, norm="simbn"),
+        fake_run_fn,
+        options={"norm": (("none", "none"), ("Sim-BN", "simbn"))},
+    )
     assert p.config()["norm"] == "simbn"
 
 
@@ -199,7 +248,7 @@ def test_optional_controls_appear_only_on_request():
     assert "optimizer" not in ControlPanel(defaults, fake_run_fn).controls
     p = ControlPanel(defaults, fake_run_fn, show=("optimizer",))
     assert p.controls["optimizer"].value == "adam" and "loss" not in p.controls
-    assert p.config()["loss"] == "mse"          # passed through unchanged
+    assert p.config()["loss"] == "mse"  # passed through unchanged
 
 
 def test_label_has_no_eta_after_the_end_or_stop():
@@ -208,13 +257,19 @@ def test_label_has_no_eta_after_the_end_or_stop():
     assert p.progress_label.value.startswith("epoch 200/200 · ")
     assert "ETA" not in p.progress_label.value
 
-    p = ControlPanel(dict(DEFAULTS, epochs=100_000),
-                     lambda c, cb, s: fake_run_fn(c, cb, s, delay=0.01), redraw_every=10)
+    p = ControlPanel(
+        dict(DEFAULTS, epochs=100_000),
+        lambda c, cb, s: fake_run_fn(c, cb, s, delay=0.01),
+        redraw_every=10,
+    )
     p.run()
     time.sleep(0.2)
     p.stop(), p.wait(10)
     assert p.status == "stopped" and "ETA" not in p.progress_label.value
-    assert p.progress_label.value.startswith("epoch ") and "/100000 · " in p.progress_label.value
+    assert (
+        p.progress_label.value.startswith("epoch ")
+        and "/100000 · " in p.progress_label.value
+    )
 
 
 def test_refused_value_clears_the_previous_runs_progress():
@@ -224,15 +279,27 @@ def test_refused_value_clears_the_previous_runs_progress():
     p.controls["width"].value = 0
     assert not p.run()
     assert p.status == "invalid"
-    assert p.progress.value == 0 and p.progress_label.value == "" and p.progress.bar_style == ""
+    assert (
+        p.progress.value == 0
+        and p.progress_label.value == ""
+        and p.progress.bar_style == ""
+    )
 
 
 def test_panel_figure_legend_sits_below_the_axis_titles_and_bands_have_no_markers():
-    p = ControlPanel(DEFAULTS, fake_run_fn, compare_runs={
-        "A": [REFERENCE["GD+WD (paper setting)"]] * 2, "B": REFERENCE["GD+WD (paper setting)"]})
+    p = ControlPanel(
+        DEFAULTS,
+        fake_run_fn,
+        compare_runs={
+            "A": [REFERENCE["GD+WD (paper setting)"]] * 2,
+            "B": REFERENCE["GD+WD (paper setting)"],
+        },
+    )
     legend = p.figure.layout.legend
     assert legend.yref == "container" and legend.y == 0 and legend.yanchor == "bottom"
-    assert p.figure.layout.margin.b >= 80  # room for the "epoch" titles above the legend
+    assert (
+        p.figure.layout.margin.b >= 80
+    )  # room for the "epoch" titles above the legend
     bands = [t for t in p.figure.data if t.meta["role"] == "band"]
     assert bands and all(t.mode == "lines" for t in bands)
 
@@ -246,9 +313,15 @@ def test_controls_wrap_instead_of_being_cut_off():
 
 def test_presets_menu_loads_controls_and_pass_through_keys():
     fast = dict(DEFAULTS)
-    other = dict(DEFAULTS, width=7, lr=0.5, extra_key="from the preset", schedule=[1, 2])
-    p = ControlPanel(DEFAULTS, fake_run_fn, presets={"fast": fast, "other": other},
-                     preset_notes={"other": "Note."})
+    other = dict(
+        DEFAULTS, width=7, lr=0.5, extra_key="from the preset", schedule=[1, 2]
+    )
+    p = ControlPanel(
+        DEFAULTS,
+        fake_run_fn,
+        presets={"fast": fast, "other": other},
+        preset_notes={"other": "Note."},
+    )
     assert p.preset_menu.value == "fast"
     p.preset_menu.value = "other"
     cfg = p.config()
@@ -266,7 +339,9 @@ def test_training_panel_sim_bn_preset_keeps_its_schedule_until_lr_changes():
     from sharpness_lib.presets import get_preset
 
     p = ui.training_panel("book-fig1b", presets=("book-fig1a", "book-fig2a"))
-    assert len(p.preset_menu.options) == 3 and p.preset_menu.value.startswith("book-fig1b:")
+    assert len(p.preset_menu.options) == 3 and p.preset_menu.value.startswith(
+        "book-fig1b:"
+    )
     (sbn,) = [o for o in p.preset_menu.options if o.startswith("book-fig2a:")]
     p.preset_menu.value = sbn
     assert p.controls["norm"].value == "sim_bn" and p.controls["bias"].value is True
@@ -276,6 +351,8 @@ def test_training_panel_sim_bn_preset_keeps_its_schedule_until_lr_changes():
     assert got.phases == want.phases and got.gamma_init == want.gamma_init
     assert got.arch == "sbn" and got.epochs == 100
     p.validate_fn(p.config())  # accepted
-    p.controls["lr"].value = 0.02  # the reader's own lr: one phase with the controls' values
+    p.controls[
+        "lr"
+    ].value = 0.02  # the reader's own lr: one phase with the controls' values
     got = config_from_panel(ui._with_schedule(p.config()))
     assert got.phases == () and got.lr == 0.02 and got.epochs == 100

@@ -94,21 +94,33 @@ Where things live
 ``_dense.py``          the dense path: chunk gradients + a base optimizer
 =====================  ==================================================================
 """
+
 from __future__ import annotations
 
 # (the loss kernels and codes are re-exported for tests/test_engine.py)
 from ._common import _LOGISTIC, _MSE, _dldf, _lval  # noqa: F401
 from ._optimizers import OPTIMIZERS, OptState, new_opt_state
 from .api import (
-                  ALGOS,
-                  ARCHS,
-                  LOSSES,
-                  EngineStatus,
-                  run_epochs,
-                  run_many,
-                  supports,
-                  warmup,
+    ALGOS,
+    ARCHS,
+    LOSSES,
+    EngineStatus,
+    run_epochs,
+    run_many,
+    supports,
+    warmup,
 )
 
-__all__ = ["ARCHS", "ALGOS", "LOSSES", "OPTIMIZERS", "EngineStatus", "OptState", "supports",
-           "new_opt_state", "run_epochs", "run_many", "warmup"]
+__all__ = [
+    "ARCHS",
+    "ALGOS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "EngineStatus",
+    "OptState",
+    "supports",
+    "new_opt_state",
+    "run_epochs",
+    "run_many",
+    "warmup",
+]

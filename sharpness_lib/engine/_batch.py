@@ -1,5 +1,6 @@
 """Batch gradients (GD, SGD, m-SAM and the base optimizers; every arch), accumulated sample
 by sample, 4 samples per pass over the weights."""
+
 from __future__ import annotations
 
 import math
@@ -90,10 +91,10 @@ def _gather4(Xp, rows, k0, cnt, X4):
             X4[r, l] = Xp[rows[k0 + r], l] if r < cnt else 0.0
 
 
-
 @njit(inline="always", **_JIT)
-def _batch_grad_sbn(WT, W2, gam, Xp, Xp4, Y, idx, lossc, ls, gWT, gW2, ggam, ws, sw, dp, m, B,
-                    n, invB):
+def _batch_grad_sbn(
+    WT, W2, gam, Xp, Xp4, Y, idx, lossc, ls, gWT, gW2, ggam, ws, sw, dp, m, B, n, invB
+):
     """The Sim-BN part of ``_batch_grad`` (gradients zeroed by the caller): the statistics
     over all rows of Xp, then the samples of idx 4 at a time; returns the mean loss, or NaN if
     a statistic overflowed."""
@@ -154,7 +155,9 @@ def _batch_grad_sbn(WT, W2, gam, Xp, Xp4, Y, idx, lossc, ls, gWT, gW2, ggam, ws,
 
 
 @njit(**_JIT)
-def _batch_grad(WT, W2, gam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT, gW2, ggam, ws, sw):
+def _batch_grad(
+    WT, W2, gam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT, gW2, ggam, ws, sw
+):
     """Mean over idx of l(f(x_i), y_i) and its gradient (written into gWT, gW2, ggam).
 
     The gradient is accumulated one sample at a time (z_i = W x'_i, gWT += x'_i dz_i^T), so the
@@ -178,8 +181,27 @@ def _batch_grad(WT, W2, gam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT, gW2, gga
     invB = 1.0 / B
     loss = 0.0
     if act == _SBN:
-        return _batch_grad_sbn(WT, W2, gam, Xp, Xp4, Y, idx, lossc, ls, gWT, gW2, ggam, ws, sw,
-                               dp, m, B, n, invB)
+        return _batch_grad_sbn(
+            WT,
+            W2,
+            gam,
+            Xp,
+            Xp4,
+            Y,
+            idx,
+            lossc,
+            ls,
+            gWT,
+            gW2,
+            ggam,
+            ws,
+            sw,
+            dp,
+            m,
+            B,
+            n,
+            invB,
+        )
     X4 = np.empty((4, dp))
     for b0 in range(0, B, 4):
         cnt = min(4, B - b0)
@@ -207,9 +229,19 @@ def _workspace(dp, m, n, act):
     nz = n if act == _SBN else 1
     mS = _pstride(m) if act == _SBN else m  # Sim-BN statistics: no 4 KiB row stride
     dpM = (dp + 3) // 4 * 4 if act == _SBN else dp  # (d' padded to a multiple of 4)
-    return (np.empty(m), np.empty((dpM, mS)), np.empty((nz, m)), np.empty((4, mS)),
-            np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m),
-            np.empty(m, dtype=np.int64))
+    return (
+        np.empty(m),
+        np.empty((dpM, mS)),
+        np.empty((nz, m)),
+        np.empty((4, mS)),
+        np.empty(m),
+        np.empty(m),
+        np.empty(m),
+        np.empty(m),
+        np.empty(m),
+        np.empty(m),
+        np.empty(m, dtype=np.int64),
+    )
 
 
 @njit(**_JIT)
@@ -226,4 +258,3 @@ def _sbn_workspace(Xp, m, act, pm):
     Tt = np.zeros((2 * dp4 + 1, mS) if pm else (1, 1))
     Ct = np.zeros((8 * ((n + 3) // 4), mS) if pm else (1, 1))
     return pm, tabs, WS, Tt, Ct
-

@@ -1,6 +1,7 @@
 """What every engine kernel shares: the JIT options, the codes of the activations and losses,
 and the per-sample forward/backward pieces (activations, dl/df, the output layer).
 """
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,13 @@ from numba import njit
 
 # activation codes shared by the kernels
 _RELU, _SOFTPLUS, _SLN, _SBN = 0, 1, 2, 3
-_ARCH_CODE = {"nobias": _RELU, "bias": _RELU, "softplus": _SOFTPLUS, "sln": _SLN, "sbn": _SBN}
+_ARCH_CODE = {
+    "nobias": _RELU,
+    "bias": _RELU,
+    "softplus": _SOFTPLUS,
+    "sln": _SLN,
+    "sbn": _SBN,
+}
 # loss codes
 _MSE, _LOGISTIC = 0, 1
 _LOSS_CODE = {"mse": _MSE, "logistic": _LOGISTIC}
@@ -25,7 +32,9 @@ _JIT = dict(cache=True, nogil=True, fastmath=_FM, error_model="numpy")
 # Activations (torch semantics: relu'(0) = 0; softplus beta=1 threshold=20)
 # ----------------------------------------------------------------------------------------
 _LOG2E = 1.4426950408889634
-_LN2HI = 0.693147180369123816490  # Cody-Waite split of ln 2 (hi part has 32 trailing zeros)
+_LN2HI = (
+    0.693147180369123816490  # Cody-Waite split of ln 2 (hi part has 32 trailing zeros)
+)
 _LN2LO = 1.90821492927058770002e-10
 _INV_FACT = tuple(1.0 / math.factorial(i) for i in range(14))
 _INV_ODD = tuple(1.0 / (2 * i + 1) for i in range(18))
@@ -102,7 +111,9 @@ def _lval(f, y, lossc, ls):
         r = f - y
         return r * r
     t = y * f
-    sp_neg = max(-t, 0.0) + math.log1p(math.exp(-abs(t)))  # softplus(-t) = -log sigma(t)
+    sp_neg = max(-t, 0.0) + math.log1p(
+        math.exp(-abs(t))
+    )  # softplus(-t) = -log sigma(t)
     return (1.0 - 0.5 * ls) * sp_neg + 0.5 * ls * (sp_neg + t)
 
 
@@ -138,4 +149,3 @@ def _head(a, da, W2, y, act, eps, out_gW2, out_dz, lossc, ls):
             out_gW2[j] = e2 * a[j]
             out_dz[j] = e2 * W2[j] * da[j]
     return f
-

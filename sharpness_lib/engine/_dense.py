@@ -1,5 +1,6 @@
 """The dense path: GD / SGD / 1-SAM / m-SAM with any base optimizer on the flat parameter
 vector P (layout: ``_optimizers``), one dense chunk gradient per step (``_batch``)."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,37 @@ from ._simbn_stats import _pad4
 
 
 @njit(**_JIT)
-def _dense(P, G, PP, dp, m, has_gamma, Xp, Y, orders, act, lr, rho, wd, eps, proj, bsz,
-           do_sam, full_batch, E, lossc, ls, pm, kind, hp, S, segs, tstep, aux, fail):
+def _dense(
+    P,
+    G,
+    PP,
+    dp,
+    m,
+    has_gamma,
+    Xp,
+    Y,
+    orders,
+    act,
+    lr,
+    rho,
+    wd,
+    eps,
+    proj,
+    bsz,
+    do_sam,
+    full_batch,
+    E,
+    lossc,
+    ls,
+    pm,
+    kind,
+    hp,
+    S,
+    segs,
+    tstep,
+    aux,
+    fail,
+):
     """GD / SGD / 1-SAM / m-SAM with a base optimizer on the flat parameter vector P (see
     above); G, PP: gradient and perturbed-point workspaces like P; tstep[0] is the number of
     optimizer steps taken so far."""
@@ -27,14 +57,14 @@ def _dense(P, G, PP, dp, m, has_gamma, Xp, Y, orders, act, lr, rho, wd, eps, pro
     sw = _sbn_workspace(Xp, m, act, pm)
     nW = dp * m
     WT = P[:nW].reshape((dp, m))
-    W2 = P[nW:nW + m]
-    gam = P[nW + m:nW + 2 * m] if has_gamma else ones
+    W2 = P[nW : nW + m]
+    gam = P[nW + m : nW + 2 * m] if has_gamma else ones
     gWT = G[:nW].reshape((dp, m))
-    gW2 = G[nW:nW + m]
-    ggam = G[nW + m:nW + 2 * m] if has_gamma else np.empty(m)
+    gW2 = G[nW : nW + m]
+    ggam = G[nW + m : nW + 2 * m] if has_gamma else np.empty(m)
     pWT = PP[:nW].reshape((dp, m))
-    pW2 = PP[nW:nW + m]
-    pgam = PP[nW + m:nW + 2 * m] if has_gamma else ones
+    pW2 = PP[nW : nW + m]
+    pgam = PP[nW + m : nW + 2 * m] if has_gamma else ones
     all_idx = np.arange(n)
     for ep in range(E):
         nchunks = 1 if full_batch else (n + bsz - 1) // bsz
@@ -42,9 +72,25 @@ def _dense(P, G, PP, dp, m, has_gamma, Xp, Y, orders, act, lr, rho, wd, eps, pro
             if full_batch:
                 idx = all_idx
             else:
-                idx = orders[ep, c * bsz:min(n, (c + 1) * bsz)]
-            loss = _batch_grad(WT, W2, gam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT, gW2,
-                               ggam, ws, sw)
+                idx = orders[ep, c * bsz : min(n, (c + 1) * bsz)]
+            loss = _batch_grad(
+                WT,
+                W2,
+                gam,
+                Xp,
+                Xp4,
+                Y,
+                idx,
+                act,
+                eps,
+                lossc,
+                ls,
+                gWT,
+                gW2,
+                ggam,
+                ws,
+                sw,
+            )
             if not math.isfinite(loss):
                 fail[0] = ep
                 fail[1] = c
@@ -56,8 +102,24 @@ def _dense(P, G, PP, dp, m, has_gamma, Xp, Y, orders, act, lr, rho, wd, eps, pro
                 cc = rho / math.sqrt(g2) if g2 > 0.0 else 0.0
                 for i in range(NP):
                     PP[i] = P[i] + cc * G[i]
-                loss = _batch_grad(pWT, pW2, pgam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT,
-                                   gW2, ggam, ws, sw)
+                loss = _batch_grad(
+                    pWT,
+                    pW2,
+                    pgam,
+                    Xp,
+                    Xp4,
+                    Y,
+                    idx,
+                    act,
+                    eps,
+                    lossc,
+                    ls,
+                    gWT,
+                    gW2,
+                    ggam,
+                    ws,
+                    sw,
+                )
                 if not math.isfinite(loss):
                     fail[0] = ep
                     fail[1] = c
@@ -72,4 +134,3 @@ def _dense(P, G, PP, dp, m, has_gamma, Xp, Y, orders, act, lr, rho, wd, eps, pro
                 for i in range(nW):
                     P[i] *= tf
     return E
-

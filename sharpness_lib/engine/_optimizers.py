@@ -11,6 +11,7 @@ Update rules: torch.optim.SGD / Adam / Adagrad (single-tensor code paths) and
 come from ``sharpness_lib.optimizers.BASE_OPTIMIZERS`` (the one registry).  Weight decay wd
 is the L2 term added to the gradient, at the unperturbed parameters.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,14 @@ _OPT_SGD, _OPT_ADAM, _OPT_ADAGRAD, _OPT_ADABOUND, _OPT_ADASHIFT = 0, 1, 2, 3, 4
 _REDUCE = {"max": 0, "mean": 1, "none": 2}
 
 # The kernel of each registry optimizer ('sgd' and 'momentum' are both torch.optim.SGD).
-_KIND = {"sgd": _OPT_SGD, "momentum": _OPT_SGD, "adam": _OPT_ADAM, "adagrad": _OPT_ADAGRAD,
-         "adabound": _OPT_ADABOUND, "adashift": _OPT_ADASHIFT}
+_KIND = {
+    "sgd": _OPT_SGD,
+    "momentum": _OPT_SGD,
+    "adam": _OPT_ADAM,
+    "adagrad": _OPT_ADAGRAD,
+    "adabound": _OPT_ADABOUND,
+    "adashift": _OPT_ADASHIFT,
+}
 OPTIMIZERS = tuple(name for name in BASE_OPTIMIZERS if name in _KIND)
 
 
@@ -59,8 +66,8 @@ def _update_adam(P, G, S, hp, lr, wd, t):
     N = P.shape[0]
     b1, b2, eps, ams = hp[0], hp[1], hp[2], hp[3]
     mbuf, vbuf, vmax = S[0], S[1], S[2]
-    bc1 = 1.0 - b1 ** t
-    bc2s = math.sqrt(1.0 - b2 ** t)
+    bc1 = 1.0 - b1**t
+    bc2s = math.sqrt(1.0 - b2**t)
     step = lr / bc1
     for i in range(N):
         g = G[i] + wd * P[i]
@@ -93,9 +100,17 @@ def _update_adabound(P, G, S, hp, lr, wd, t):
     """``sharpness_lib.optimizers.AdaBound``: the step size clamped to bounds that scale with
     lr / base_lr (hp[6] = base_lr), amsbound optional."""
     N = P.shape[0]
-    b1, b2, final_lr, gamma, eps, ams, base_lr = hp[0], hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
+    b1, b2, final_lr, gamma, eps, ams, base_lr = (
+        hp[0],
+        hp[1],
+        hp[2],
+        hp[3],
+        hp[4],
+        hp[5],
+        hp[6],
+    )
     mbuf, vbuf, vmax = S[0], S[1], S[2]
-    step = lr * math.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+    step = lr * math.sqrt(1.0 - b2**t) / (1.0 - b1**t)
     fl = final_lr * lr / base_lr
     lower = fl * (1.0 - 1.0 / (gamma * t + 1.0))
     upper = fl * (1.0 + 1.0 / (gamma * t))
@@ -186,7 +201,7 @@ def _update_adashift(P, G, S, segs, hp, lr, wd, aux):
     for i in range(N):
         k = kk[i]
         if k != kprev:  # k is constant per block (and in practice t - keep_num)
-            bc = 1.0 - b2 ** k if k > 0.0 else 1.0
+            bc = 1.0 - b2**k if k > 0.0 else 1.0
             kprev = k
         bcs[i] = bc
     for i in range(N):
@@ -225,23 +240,48 @@ def _opt_hparams(optimizer, options):
     options = dict(options or {})
     unknown = sorted(set(options) - set(defaults))
     if unknown:
-        raise ValueError(f"{unknown[0]!r} is not a hyperparameter of optimizer {optimizer!r}; "
-                         f"valid: {', '.join(defaults)}.")
+        raise ValueError(
+            f"{unknown[0]!r} is not a hyperparameter of optimizer {optimizer!r}; "
+            f"valid: {', '.join(defaults)}."
+        )
     o = {**defaults, **options}
     if kind == _OPT_SGD:
-        return kind, np.array([o["momentum"], o["dampening"], float(bool(o["nesterov"]))]), 1
+        return (
+            kind,
+            np.array([o["momentum"], o["dampening"], float(bool(o["nesterov"]))]),
+            1,
+        )
     if kind == _OPT_ADAM:
         b1, b2 = o["betas"]
         return kind, np.array([b1, b2, o["eps"], float(bool(o["amsgrad"]))]), 3
     if kind == _OPT_ADAGRAD:
-        return kind, np.array([o["lr_decay"], o["initial_accumulator_value"], o["eps"]]), 1
+        return (
+            kind,
+            np.array([o["lr_decay"], o["initial_accumulator_value"], o["eps"]]),
+            1,
+        )
     if kind == _OPT_ADABOUND:
         b1, b2 = o["betas"]
-        return kind, np.array([b1, b2, o["final_lr"], o["gamma"], o["eps"],
-                               float(bool(o["amsbound"])), 0.0]), 3
+        return (
+            kind,
+            np.array(
+                [
+                    b1,
+                    b2,
+                    o["final_lr"],
+                    o["gamma"],
+                    o["eps"],
+                    float(bool(o["amsbound"])),
+                    0.0,
+                ]
+            ),
+            3,
+        )
     b1, b2 = o["betas"]
     if o["reduce"] not in _REDUCE:
-        raise ValueError(f"reduce must be one of {', '.join(_REDUCE)}; got {o['reduce']!r}.")
+        raise ValueError(
+            f"reduce must be one of {', '.join(_REDUCE)}; got {o['reduce']!r}."
+        )
     keep = int(o["keep_num"])
     if keep < 1:
         raise ValueError(f"keep_num must be >= 1; got {o['keep_num']!r}.")
@@ -279,7 +319,7 @@ def _aligned(n, offset):
     """Uninitialised float64 array of n entries whose data address is offset mod 4096."""
     buf = np.empty(n + 1024)
     skip = ((offset - buf.ctypes.data) % 4096) // 8
-    return buf[skip:skip + n]
+    return buf[skip : skip + n]
 
 
 def new_opt_state(params, *, arch, optimizer, options=None, base_lr=None) -> OptState:
@@ -294,7 +334,7 @@ def new_opt_state(params, *, arch, optimizer, options=None, base_lr=None) -> Opt
     # of 4 KiB long (e.g. width 512) every stream of the update hit the same L1 sets and the
     # update ran ~50x slower
     NPs = (NP + 7) // 8 * 8
-    NPs += ((40 - NPs) % 512)
+    NPs += (40 - NPs) % 512
     S = _aligned(K * NPs, 0).reshape(K, NPs)  # row r, entries [0, NP) used
     S[...] = 0.0
     if kind == _OPT_ADAGRAD:

@@ -1,5 +1,6 @@
 """Rank-1 kernels: 1-SAM and SGD with batch size 1 on 2-MLP-No-Bias, 2-MLP-Bias, softplus and
 2-MLP-Sim-LN (see the package docstring: the perturbed pre-activation costs O(m))."""
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,25 @@ def _project(W1T, b1, z, has_bias, tfac):
 
 
 @njit(**_JIT)
-def _sam1_fast(W1T, b1, W2, X, Y, orders, act, has_bias, lr, rho, wd, eps, proj, do_sam,
-               lossc, ls, fail):
+def _sam1_fast(
+    W1T,
+    b1,
+    W2,
+    X,
+    Y,
+    orders,
+    act,
+    has_bias,
+    lr,
+    rho,
+    wd,
+    eps,
+    proj,
+    do_sam,
+    lossc,
+    ls,
+    fail,
+):
     """1-SAM (do_sam) or SGD with batch size 1 over ``orders`` (epochs, n).
 
     fail[0], fail[1] <- epoch, step of a non-finite loss (then returns early); returns the
@@ -138,4 +156,3 @@ def _sam1_fast(W1T, b1, W2, X, Y, orders, act, has_bias, lr, rho, wd, eps, proj,
             if proj > 0.0:
                 _project(W1T, b1, z, has_bias, proj / math.sqrt(ss + bs))
     return E
-

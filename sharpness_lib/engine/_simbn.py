@@ -1,5 +1,6 @@
 """1-SAM and SGD with batch size 1 on 2-MLP-Sim-BN: packed active neurons, exact statistics
 (``_simbn_stats``)."""
+
 from __future__ import annotations
 
 import math
@@ -71,8 +72,9 @@ def _sbn_pack(idxA, na, dp, zi, q, W2, gam, WT, MT, ziP, qP, W2P, gamP, WA0, MA)
 
 
 @njit(inline="always", **_JIT)
-def _sbn_grad_at_theta(na, n, dp, x, y, lossc, ls, ziP, qP, W2P, gamP, MA, gW2A, ggA, uA, cA,
-                       DWA):
+def _sbn_grad_at_theta(
+    na, n, dp, x, y, lossc, ls, ziP, qP, W2P, gamP, MA, gW2A, ggA, uA, cA, DWA
+):
     """Pass 1 at theta: the output and the gradient of the active neurons (packed: gW2A, ggA,
     DWA); returns ||g||^2, or -1 if the output is not finite."""
     F = 0.0
@@ -105,8 +107,9 @@ def _sbn_grad_at_theta(na, n, dp, x, y, lossc, ls, ziP, qP, W2P, gamP, MA, gW2A,
 
 
 @njit(inline="always", **_JIT)
-def _sbn_grad_perturbed(na, n, dp, x, y, lossc, ls, ziA, qA, W2A, gamA, MA, gW2A, ggA, uA, cA,
-                        DWA, idxU):
+def _sbn_grad_perturbed(
+    na, n, dp, x, y, lossc, ls, ziA, qA, W2A, gamA, MA, gW2A, ggA, uA, cA, DWA, idxU
+):
     """Pass 2 at the perturbed point (statistics qA, MA, ziA already computed there): the
     gradient of the active neurons; those dead at the perturbed point get none.  idxU <- the
     packed indices of the neurons that move; returns their number, or -1 if the output is
@@ -147,8 +150,27 @@ def _sbn_grad_perturbed(na, n, dp, x, y, lossc, ls, ziA, qA, W2A, gamA, MA, gW2A
 
 
 @njit(inline="always", **_JIT)
-def _sbn_update(na, nu, m, dp, scale, lr, idxA, idxU, jU, W2, gam, q, WT, MT, gW2A, ggA, WA0,
-                DWA, WA):
+def _sbn_update(
+    na,
+    nu,
+    m,
+    dp,
+    scale,
+    lr,
+    idxA,
+    idxU,
+    jU,
+    W2,
+    gam,
+    q,
+    WT,
+    MT,
+    gW2A,
+    ggA,
+    WA0,
+    DWA,
+    WA,
+):
     """theta <- scale * theta - lr * g: every neuron scaled (q by scale^2, Mw by scale), the
     moved ones' new weights computed packed in WA and scattered into WT (jU <- their neuron
     indices)."""
@@ -213,7 +235,9 @@ def _sbn_project(m, dp, proj, WT, MT, q):
 
 
 @njit(**_JIT)
-def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, pm, fail):
+def _sbn_sam1(
+    WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, pm, fail
+):
     """1-SAM (do_sam) or SGD with batch size 1 on 2-MLP-Sim-BN (augmented WT, see above).
 
     Per step: z_i = W x'_i (all neurons), pack the active ones (data, q and Mw gathered once),
@@ -247,8 +271,19 @@ def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, 
     Cbuf = np.zeros(8 * RG * mS if pm else 1)
     vec = np.empty((12, m))
     ziP, qP, W2P, gamP, gW2A, ggA, uA, cA, qA, ziA, W2A, gamA = (
-        vec[0], vec[1], vec[2], vec[3], vec[4], vec[5], vec[6], vec[7], vec[8], vec[9], vec[10],
-        vec[11])
+        vec[0],
+        vec[1],
+        vec[2],
+        vec[3],
+        vec[4],
+        vec[5],
+        vec[6],
+        vec[7],
+        vec[8],
+        vec[9],
+        vec[10],
+        vec[11],
+    )
     Zfull = np.empty((4, mS))
     WTs = np.zeros((dp4, mS))  # padded copy of WT for the full statistics
     dummy = np.empty((1, 1))
@@ -266,26 +301,49 @@ def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, 
                 fail[1] = t
                 return ep
             S = _pstride(na)
-            WA0 = buf[:dp * S].reshape((dp, S))  # packed current weights
-            MA = buf[blk:blk + dp4 * S].reshape((dp4, S))  # packed Mw (current, then new)
-            DWA = buf[2 * blk:2 * blk + dp * S].reshape((dp, S))  # packed dl/dw
-            WA = buf[3 * blk:3 * blk + dp * S].reshape((dp, S))  # perturbed, then new weights
-            Z4 = buf[4 * blk:4 * blk + 4 * S].reshape((4, S))
-            WA4 = buf[3 * blk:3 * blk + dp4 * S].reshape((dp4, S))  # WA with zero pad rows
+            WA0 = buf[: dp * S].reshape((dp, S))  # packed current weights
+            MA = buf[blk : blk + dp4 * S].reshape(
+                (dp4, S)
+            )  # packed Mw (current, then new)
+            DWA = buf[2 * blk : 2 * blk + dp * S].reshape((dp, S))  # packed dl/dw
+            WA = buf[3 * blk : 3 * blk + dp * S].reshape(
+                (dp, S)
+            )  # perturbed, then new weights
+            Z4 = buf[4 * blk : 4 * blk + 4 * S].reshape((4, S))
+            WA4 = buf[3 * blk : 3 * blk + dp4 * S].reshape(
+                (dp4, S)
+            )  # WA with zero pad rows
             for l in range(dp, dp4):  # (the view moves with S: clear the pad rows)
                 wr = WA4[l]
                 for a in range(S):
                     wr[a] = 0.0
             if pm:
-                Ttab = Tbuf[:(8 * G + 1) * S].reshape((8 * G + 1, S))
-                Ctab = Cbuf[:8 * RG * S].reshape((8 * RG, S))
+                Ttab = Tbuf[: (8 * G + 1) * S].reshape((8 * G + 1, S))
+                Ctab = Cbuf[: 8 * RG * S].reshape((8 * RG, S))
             else:
                 Ttab = Tbuf[:1].reshape((1, 1))
                 Ctab = Cbuf[:1].reshape((1, 1))
             _sbn_pack(idxA, na, dp, zi, q, W2, gam, WT, MT, ziP, qP, W2P, gamP, WA0, MA)
             # ---- pass 1 at theta: output and gradient of the active neurons
-            g2 = _sbn_grad_at_theta(na, n, dp, x, y, lossc, ls, ziP, qP, W2P, gamP, MA, gW2A,
-                                    ggA, uA, cA, DWA)
+            g2 = _sbn_grad_at_theta(
+                na,
+                n,
+                dp,
+                x,
+                y,
+                lossc,
+                ls,
+                ziP,
+                qP,
+                W2P,
+                gamP,
+                MA,
+                gW2A,
+                ggA,
+                uA,
+                cA,
+                DWA,
+            )
             if g2 < 0.0:
                 fail[0] = ep
                 fail[1] = t
@@ -304,11 +362,31 @@ def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, 
                     W2A[a] = W2P[a] + c * gW2A[a]
                     gamA[a] = gamP[a] + c * ggA[a]
                 if pm:
-                    _sbn_stats_pm(WA4, na, i, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False)
+                    _sbn_stats_pm(
+                        WA4, na, i, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False
+                    )
                 else:
                     _sbn_stats(Xp4, WA4, na, i, qA, MA, Z4, ziA, dummy, False)
-                nu = _sbn_grad_perturbed(na, n, dp, x, y, lossc, ls, ziA, qA, W2A, gamA, MA,
-                                         gW2A, ggA, uA, cA, DWA, idxU)
+                nu = _sbn_grad_perturbed(
+                    na,
+                    n,
+                    dp,
+                    x,
+                    y,
+                    lossc,
+                    ls,
+                    ziA,
+                    qA,
+                    W2A,
+                    gamA,
+                    MA,
+                    gW2A,
+                    ggA,
+                    uA,
+                    cA,
+                    DWA,
+                    idxU,
+                )
                 if nu < 0:
                     fail[0] = ep
                     fail[1] = t
@@ -317,14 +395,37 @@ def _sbn_sam1(WT, W2, gam, Xp, Y, orders, lr, rho, wd, proj, do_sam, lossc, ls, 
                 for a in range(na):
                     idxU[a] = a
             # ---- update: theta <- scale * theta - lr * g
-            _sbn_update(na, nu, m, dp, scale, lr, idxA, idxU, jU, W2, gam, q, WT, MT, gW2A, ggA,
-                        WA0, DWA, WA)
-            if scale <= 0.0:  # relu is not homogeneous under a negative factor: recompute all
+            _sbn_update(
+                na,
+                nu,
+                m,
+                dp,
+                scale,
+                lr,
+                idxA,
+                idxU,
+                jU,
+                W2,
+                gam,
+                q,
+                WT,
+                MT,
+                gW2A,
+                ggA,
+                WA0,
+                DWA,
+                WA,
+            )
+            if (
+                scale <= 0.0
+            ):  # relu is not homogeneous under a negative factor: recompute all
                 WTs[:dp, :m] = WT
                 _sbn_stats(Xp4, WTs, m, -1, q, MT, Zfull, zi, dummy, False)
             else:
                 if pm:
-                    _sbn_stats_pm(WA4, nu, -1, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False)
+                    _sbn_stats_pm(
+                        WA4, nu, -1, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False
+                    )
                 else:
                     _sbn_stats(Xp4, WA4, nu, -1, qA, MA, Z4, ziA, dummy, False)
                 for u in range(nu):

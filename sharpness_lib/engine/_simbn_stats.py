@@ -1,6 +1,7 @@
 """The 2-MLP-Sim-BN statistics q_j = sum_k relu(w_j . x'_k)^2 and Mw_j = sum_k relu(.) x'_k:
 dense register-blocked loops (``_sbn_stats``) and, for +-1 inputs, tables of sign patterns
 (``_sbn_stats_pm``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -28,6 +29,7 @@ from ._common import _JIT
 # at ~85% of the FMA peak (``_z4h`` / ``_acc4h``).  Packed blocks use a row stride that is not
 # a multiple of 4 KiB (``_pstride``): rows 4 KiB apart map to the same L1 sets and halved the
 # throughput of these loops.
+
 
 @njit(**_JIT)
 def _z4h(X4, WA, ma, Z4, qA, fuse):
@@ -147,7 +149,7 @@ def _sbn_stats(Xp4, WA, ma, irow, qA, MA, Z4, zi, Hall, store_all):
     for j in range(ma):
         qA[j] = 0.0
     for k0 in range(0, n4, 4):
-        X4 = Xp4[k0:k0 + 4]
+        X4 = Xp4[k0 : k0 + 4]
         if k0 <= irow < k0 + 4:
             _z4h(X4, WA, ma, Z4, qA, False)
             zr = Z4[irow - k0]
@@ -254,7 +256,9 @@ def _sbn_stats_pm(WA4, ma, irow, qA, MA, zi, tabs, T, C, H4, Hall, store_all):
     RG = aidx.shape[1]
     G = WA4.shape[0] // 4
     for g in range(G):
-        _combos(WA4[4 * g], WA4[4 * g + 1], WA4[4 * g + 2], WA4[4 * g + 3], ma, T, 8 * g)
+        _combos(
+            WA4[4 * g], WA4[4 * g + 1], WA4[4 * g + 2], WA4[4 * g + 3], ma, T, 8 * g
+        )
     tz = T[8 * G]
     for j in range(ma):
         tz[j] = 0.0
@@ -275,20 +279,27 @@ def _sbn_stats_pm(WA4, ma, irow, qA, MA, zi, tabs, T, C, H4, Hall, store_all):
                     hr[j] = 0.0
             for cz in range(0, GZ, 8):
                 t0, t1, t2, t3 = T[zk[cz]], T[zk[cz + 1]], T[zk[cz + 2]], T[zk[cz + 3]]
-                t4, t5, t6, t7 = T[zk[cz + 4]], T[zk[cz + 5]], T[zk[cz + 6]], T[zk[cz + 7]]
+                t4, t5, t6, t7 = (
+                    T[zk[cz + 4]],
+                    T[zk[cz + 5]],
+                    T[zk[cz + 6]],
+                    T[zk[cz + 7]],
+                )
                 s0, s1, s2, s3 = sk[cz], sk[cz + 1], sk[cz + 2], sk[cz + 3]
                 s4, s5, s6, s7 = sk[cz + 4], sk[cz + 5], sk[cz + 6], sk[cz + 7]
                 if fused:
                     for j in range(ma):
-                        v = ((s0 * t0[j] + s1 * t1[j]) + (s2 * t2[j] + s3 * t3[j])) + \
-                            ((s4 * t4[j] + s5 * t5[j]) + (s6 * t6[j] + s7 * t7[j]))
+                        v = ((s0 * t0[j] + s1 * t1[j]) + (s2 * t2[j] + s3 * t3[j])) + (
+                            (s4 * t4[j] + s5 * t5[j]) + (s6 * t6[j] + s7 * t7[j])
+                        )
                         h = max(v, 0.0)
                         hr[j] = h
                         qA[j] += h * h
                 else:
                     for j in range(ma):
-                        hr[j] += ((s0 * t0[j] + s1 * t1[j]) + (s2 * t2[j] + s3 * t3[j])) + \
-                                 ((s4 * t4[j] + s5 * t5[j]) + (s6 * t6[j] + s7 * t7[j]))
+                        hr[j] += (
+                            (s0 * t0[j] + s1 * t1[j]) + (s2 * t2[j] + s3 * t3[j])
+                        ) + ((s4 * t4[j] + s5 * t5[j]) + (s6 * t6[j] + s7 * t7[j]))
             if not fused:
                 if k == irow:
                     for j in range(ma):
@@ -315,8 +326,9 @@ def _sbn_stats_pm(WA4, ma, irow, qA, MA, zi, tabs, T, C, H4, Hall, store_all):
             s0, s1, s2, s3 = sl[c], sl[c + 1], sl[c + 2], sl[c + 3]
             s4, s5, s6, s7 = sl[c + 4], sl[c + 5], sl[c + 6], sl[c + 7]
             for j in range(ma):
-                mr[j] += ((s0 * u0[j] + s1 * u1[j]) + (s2 * u2[j] + s3 * u3[j])) + \
-                         ((s4 * u4[j] + s5 * u5[j]) + (s6 * u6[j] + s7 * u7[j]))
+                mr[j] += ((s0 * u0[j] + s1 * u1[j]) + (s2 * u2[j] + s3 * u3[j])) + (
+                    (s4 * u4[j] + s5 * u5[j]) + (s6 * u6[j] + s7 * u7[j])
+                )
             c += 8
         while c < RG:
             u0 = C[al[c]]
@@ -335,4 +347,3 @@ def _pstride(k):
     if S % 512 == 0:
         S += 8
     return max(S, 8)
-

@@ -6,6 +6,7 @@
 ``_simbn._sbn_sam1`` (the same on Sim-BN) or ``_dense._dense`` (mini-batches, full batch and
 every base optimizer with state).
 """
+
 from __future__ import annotations
 
 import math
@@ -48,15 +49,26 @@ class EngineStatus:
     finite: bool
     epochs_done: int
     message: str = ""
-    fail_epoch: int | None = None  # epoch index inside the call where divergence was seen
+    fail_epoch: int | None = (
+        None  # epoch index inside the call where divergence was seen
+    )
     fail_step: int | None = None  # step index inside that epoch (sample or chunk index)
-    start_params: dict | None = field(default=None, repr=False)  # copy at call start, on failure
+    start_params: dict | None = field(
+        default=None, repr=False
+    )  # copy at call start, on failure
     seconds: float = 0.0
-    opt_state: OptState | None = field(default=None, repr=False)  # dense path: pass it back
+    opt_state: OptState | None = field(
+        default=None, repr=False
+    )  # dense path: pass it back
 
 
-def supports(arch: str, algo: str, loss: str = "mse", optimizer: str = "sgd",
-             options: dict | None = None) -> bool:
+def supports(
+    arch: str,
+    algo: str,
+    loss: str = "mse",
+    optimizer: str = "sgd",
+    options: dict | None = None,
+) -> bool:
     """True if the engine implements this combination: every arch of ``ARCHS`` and algo of
     ``ALGOS`` with the squared or logistic loss and a base optimizer of ``OPTIMIZERS``
     (``options``: its hyperparameters, see ``sharpness_lib.optimizers``)."""
@@ -72,7 +84,11 @@ def supports(arch: str, algo: str, loss: str = "mse", optimizer: str = "sgd",
 
 
 def _check_array(name, a, shape):
-    if not isinstance(a, np.ndarray) or a.dtype != np.float64 or not a.flags.c_contiguous:
+    if (
+        not isinstance(a, np.ndarray)
+        or a.dtype != np.float64
+        or not a.flags.c_contiguous
+    ):
         raise TypeError(f"params[{name!r}] must be a C-contiguous float64 ndarray")
     if a.shape != shape:
         raise ValueError(f"params[{name!r}] has shape {a.shape}, expected {shape}")
@@ -101,7 +117,9 @@ def _epoch_orders(orders, algo, epochs, n):
         return np.zeros((E, n), dtype=np.int64), E
     orders_arr = np.ascontiguousarray(orders, dtype=np.int64)
     if orders_arr.ndim != 2 or orders_arr.shape[1] != n:
-        raise ValueError(f"orders must have shape (epochs, {n}), got {orders_arr.shape}")
+        raise ValueError(
+            f"orders must have shape (epochs, {n}), got {orders_arr.shape}"
+        )
     if orders_arr.size and (orders_arr.min() < 0 or orders_arr.max() >= n):
         raise ValueError("orders contains indices outside [0, n)")
     return orders_arr, orders_arr.shape[0]
@@ -111,19 +129,34 @@ def _dense_state(params, arch, signature, optimizer, options, opt_state, lr):
     """(kind, hp, S, tstep, aux, opt_state) for the dense kernel: no state for plain SGD, else
     ``opt_state`` (checked against this run) or a fresh one."""
     if _plain_sgd(optimizer, options):  # theta <- theta - lr (g + wd theta): no state
-        return (_OPT_SGD, np.zeros(3), np.zeros((1, 1)), np.zeros(1, dtype=np.int64),
-                np.zeros(2, np.int64), None)
+        return (
+            _OPT_SGD,
+            np.zeros(3),
+            np.zeros((1, 1)),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(2, np.int64),
+            None,
+        )
     if opt_state is None:
-        opt_state = new_opt_state(params, arch=arch, optimizer=optimizer, options=options,
-                                  base_lr=lr)
+        opt_state = new_opt_state(
+            params, arch=arch, optimizer=optimizer, options=options, base_lr=lr
+        )
     elif opt_state.optimizer != optimizer or opt_state.signature != signature:
-        raise ValueError(f"opt_state belongs to optimizer {opt_state.optimizer!r} with "
-                         f"(arch, width, d) = {opt_state.signature}, not "
-                         f"{optimizer!r} / {signature}")
+        raise ValueError(
+            f"opt_state belongs to optimizer {opt_state.optimizer!r} with "
+            f"(arch, width, d) = {opt_state.signature}, not "
+            f"{optimizer!r} / {signature}"
+        )
     if opt_state.kind == _OPT_ADABOUND and math.isnan(opt_state.hp[6]):
         opt_state.hp[6] = float(lr)
-    return (opt_state.kind, opt_state.hp, opt_state.S, opt_state.tstep, opt_state.aux,
-            opt_state)
+    return (
+        opt_state.kind,
+        opt_state.hp,
+        opt_state.S,
+        opt_state.tstep,
+        opt_state.aux,
+        opt_state,
+    )
 
 
 def _run_dense(a, W1, b1, W2, gamma, kind, hp, S, tstep, aux):
@@ -134,31 +167,75 @@ def _run_dense(a, W1, b1, W2, gamma, kind, hp, S, tstep, aux):
     NP = nW + m + (m if has_gamma else 0)
     P, G, PP = _aligned(NP, 2112), _aligned(NP, 2432), _aligned(NP, 2752)
     G[:] = 0.0
-    P[:d * m] = W1.T.ravel()
+    P[: d * m] = W1.T.ravel()
     if has_bias:
-        P[d * m:nW] = b1
-    P[nW:nW + m] = W2
+        P[d * m : nW] = b1
+    P[nW : nW + m] = W2
     if has_gamma:
-        P[nW + m:] = gamma
+        P[nW + m :] = gamma
     segs = np.array([0, d * m, nW, nW + m, P.shape[0]], dtype=np.int64)
-    done = _dense(P, G, PP, dp, m, has_gamma, a["Xp"], a["Y"], a["orders"], a["act"], a["lr"],
-                  a["rho"], a["wd"], a["eps"], a["proj"], a["bsz"], a["sam"], a["algo"] == "gd",
-                  a["E"], a["lossc"], a["ls"], a["pm"], kind, hp, S, segs, tstep, aux, a["fail"])
-    W1[...] = P[:d * m].reshape(d, m).T
+    done = _dense(
+        P,
+        G,
+        PP,
+        dp,
+        m,
+        has_gamma,
+        a["Xp"],
+        a["Y"],
+        a["orders"],
+        a["act"],
+        a["lr"],
+        a["rho"],
+        a["wd"],
+        a["eps"],
+        a["proj"],
+        a["bsz"],
+        a["sam"],
+        a["algo"] == "gd",
+        a["E"],
+        a["lossc"],
+        a["ls"],
+        a["pm"],
+        kind,
+        hp,
+        S,
+        segs,
+        tstep,
+        aux,
+        a["fail"],
+    )
+    W1[...] = P[: d * m].reshape(d, m).T
     if has_bias:
-        b1[...] = P[d * m:nW]
-    W2[...] = P[nW:nW + m]
+        b1[...] = P[d * m : nW]
+    W2[...] = P[nW : nW + m]
     if has_gamma:
-        gamma[...] = P[nW + m:]
+        gamma[...] = P[nW + m :]
     return done
 
 
 def _run_rank1(a, W1, b1, W2):
     """1-SAM / SGD with batch size 1 and plain SGD on a non-Sim-BN arch (W1 transposed)."""
     W1T = np.ascontiguousarray(W1.T)
-    done = _sam1_fast(W1T, b1, W2, a["X"], a["Y"], a["orders"], a["act"], a["arch"] != "nobias",
-                      a["lr"], a["rho"], a["wd"], a["eps"], a["proj"], a["sam"], a["lossc"],
-                      a["ls"], a["fail"])
+    done = _sam1_fast(
+        W1T,
+        b1,
+        W2,
+        a["X"],
+        a["Y"],
+        a["orders"],
+        a["act"],
+        a["arch"] != "nobias",
+        a["lr"],
+        a["rho"],
+        a["wd"],
+        a["eps"],
+        a["proj"],
+        a["sam"],
+        a["lossc"],
+        a["ls"],
+        a["fail"],
+    )
     W1[...] = W1T.T
     return done
 
@@ -169,17 +246,50 @@ def _run_sbn(a, W1, b1, W2, gamma):
     WT = np.empty((a["dp"], m))
     WT[:d] = W1.T
     WT[d] = b1
-    done = _sbn_sam1(WT, W2, gamma, a["Xp"], a["Y"], a["orders"], a["lr"], a["rho"], a["wd"],
-                     a["proj"], a["sam"], a["lossc"], a["ls"], a["pm"], a["fail"])
+    done = _sbn_sam1(
+        WT,
+        W2,
+        gamma,
+        a["Xp"],
+        a["Y"],
+        a["orders"],
+        a["lr"],
+        a["rho"],
+        a["wd"],
+        a["proj"],
+        a["sam"],
+        a["lossc"],
+        a["ls"],
+        a["pm"],
+        a["fail"],
+    )
     W1[...] = WT[:d].T
     b1[...] = WT[d]
     return done
 
 
-def run_epochs(params, X, Y, orders, *, arch, algo, lr, rho=0.0, wd=0.0, batch_size=1, eps=1e-6,
-               project_norm=None, epochs=None, loss="mse", label_smoothing=0.0,
-               optimizer="sgd", optimizer_options=None, opt_state=None,
-               pm_tables=True) -> EngineStatus:
+def run_epochs(
+    params,
+    X,
+    Y,
+    orders,
+    *,
+    arch,
+    algo,
+    lr,
+    rho=0.0,
+    wd=0.0,
+    batch_size=1,
+    eps=1e-6,
+    project_norm=None,
+    epochs=None,
+    loss="mse",
+    label_smoothing=0.0,
+    optimizer="sgd",
+    optimizer_options=None,
+    opt_state=None,
+    pm_tables=True,
+) -> EngineStatus:
     """Run ``len(orders)`` epochs (or ``epochs`` for 'gd') of ``algo`` on ``arch`` in place.
 
     See the package docstring for the exact semantics.  ``pm_tables=False`` makes Sim-BN use
@@ -187,8 +297,10 @@ def run_epochs(params, X, Y, orders, *, arch, algo, lr, rho=0.0, wd=0.0, batch_s
     call repeatedly (a few microseconds plus one transposed copy of W1 per call).
     """
     if not supports(arch, algo, loss, optimizer, optimizer_options):
-        raise ValueError(f"engine does not support arch={arch!r} algo={algo!r} loss={loss!r} "
-                         f"optimizer={optimizer!r} options={optimizer_options!r}")
+        raise ValueError(
+            f"engine does not support arch={arch!r} algo={algo!r} loss={loss!r} "
+            f"optimizer={optimizer!r} options={optimizer_options!r}"
+        )
     t0 = time.perf_counter()
     X = np.ascontiguousarray(X, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
@@ -201,35 +313,73 @@ def run_epochs(params, X, Y, orders, *, arch, algo, lr, rho=0.0, wd=0.0, batch_s
     Xp[:, :d] = X
     act = _ARCH_CODE[arch]
     bsz = max(1, int(batch_size))
-    a = dict(arch=arch, algo=algo, X=X, Y=Y, Xp=Xp, orders=orders_arr, E=E, n=n, d=d, m=m,
-             dp=dp, act=act, lr=float(lr), rho=float(rho), wd=float(wd), eps=float(eps),
-             proj=float(project_norm) if project_norm is not None else -1.0, bsz=bsz,
-             sam=algo in ("sam1", "msam"), lossc=_LOSS_CODE[loss], ls=float(label_smoothing),
-             fail=np.full(2, -1, dtype=np.int64),
-             # Sim-BN with +-1 inputs: statistics from tables of sign patterns (``_pm_tables``)
-             pm=act == _SBN and bool(pm_tables) and bool(np.all(np.abs(Xp) == 1.0)))
+    a = dict(
+        arch=arch,
+        algo=algo,
+        X=X,
+        Y=Y,
+        Xp=Xp,
+        orders=orders_arr,
+        E=E,
+        n=n,
+        d=d,
+        m=m,
+        dp=dp,
+        act=act,
+        lr=float(lr),
+        rho=float(rho),
+        wd=float(wd),
+        eps=float(eps),
+        proj=float(project_norm) if project_norm is not None else -1.0,
+        bsz=bsz,
+        sam=algo in ("sam1", "msam"),
+        lossc=_LOSS_CODE[loss],
+        ls=float(label_smoothing),
+        fail=np.full(2, -1, dtype=np.int64),
+        # Sim-BN with +-1 inputs: statistics from tables of sign patterns (``_pm_tables``)
+        pm=act == _SBN and bool(pm_tables) and bool(np.all(np.abs(Xp) == 1.0)),
+    )
     start = {k: np.array(v, copy=True) for k, v in params.items()}
     per_sample = algo == "sam1" or (algo in ("msam", "sgd") and bsz == 1)
     if not _plain_sgd(optimizer, optimizer_options) or not per_sample:
         # dense path (mini-batch / full-batch SGD, m-SAM, and every optimizer with state)
         kind, hp, S, tstep, aux, opt_state = _dense_state(
-            params, arch, (arch, m, d), optimizer, optimizer_options, opt_state, lr)
+            params, arch, (arch, m, d), optimizer, optimizer_options, opt_state, lr
+        )
         done = _run_dense(a, W1, b1, W2, gamma, kind, hp, S, tstep, aux)
     elif act != _SBN:
         done = _run_rank1(a, W1, b1, W2)
     else:
         done = _run_sbn(a, W1, b1, W2, gamma)
-    return _status(params, a["fail"], done, n, start, time.perf_counter() - t0, opt_state)
+    return _status(
+        params, a["fail"], done, n, start, time.perf_counter() - t0, opt_state
+    )
 
 
 def _status(params, fail, done, n, start, dt, opt_state):
     if fail[0] >= 0:
-        return EngineStatus(False, int(done), f"non-finite loss at epoch {int(fail[0])} "
-                            f"(of this call), step {int(fail[1])}", int(fail[0]), int(fail[1]),
-                            start, dt, opt_state)
+        return EngineStatus(
+            False,
+            int(done),
+            f"non-finite loss at epoch {int(fail[0])} "
+            f"(of this call), step {int(fail[1])}",
+            int(fail[0]),
+            int(fail[1]),
+            start,
+            dt,
+            opt_state,
+        )
     if not all(np.isfinite(v).all() for v in params.values()):
-        return EngineStatus(False, int(done), "non-finite parameters after the last step",
-                            int(done) - 1, n - 1, start, dt, opt_state)
+        return EngineStatus(
+            False,
+            int(done),
+            "non-finite parameters after the last step",
+            int(done) - 1,
+            n - 1,
+            start,
+            dt,
+            opt_state,
+        )
     return EngineStatus(True, int(done), "ok", seconds=dt, opt_state=opt_state)
 
 
@@ -254,7 +404,10 @@ def warmup():
     orders = np.stack([rng.permutation(n) for _ in range(2)])
 
     def params(arch):
-        p = {"W1": rng.standard_normal((m, d)) * 0.1, "W2": rng.standard_normal(m) * 0.1}
+        p = {
+            "W1": rng.standard_normal((m, d)) * 0.1,
+            "W2": rng.standard_normal(m) * 0.1,
+        }
         if arch != "nobias":
             p["b1"] = np.zeros(m)
         if arch == "sbn":
@@ -263,14 +416,46 @@ def warmup():
 
     for arch in ARCHS:
         for algo, bs in (("sam1", 1), ("sgd", 2), ("gd", n), ("msam", 2)):
-            run_epochs(params(arch), X, Y, orders, arch=arch, algo=algo, lr=1e-3, rho=0.1,
-                       wd=1e-3, batch_size=bs, project_norm=1.0 if arch == "sln" else None)
+            run_epochs(
+                params(arch),
+                X,
+                Y,
+                orders,
+                arch=arch,
+                algo=algo,
+                lr=1e-3,
+                rho=0.1,
+                wd=1e-3,
+                batch_size=bs,
+                project_norm=1.0 if arch == "sln" else None,
+            )
     # the dense optimizer path: one kernel for every optimizer (the code is an argument)
     for arch in ("bias", "sbn"):
-        run_epochs(params(arch), X, Y, orders, arch=arch, algo="sam1", lr=1e-3, rho=0.1,
-                   wd=1e-3, optimizer="adam")
+        run_epochs(
+            params(arch),
+            X,
+            Y,
+            orders,
+            arch=arch,
+            algo="sam1",
+            lr=1e-3,
+            rho=0.1,
+            wd=1e-3,
+            optimizer="adam",
+        )
     return time.perf_counter() - t0
 
 
-__all__ = ["ARCHS", "ALGOS", "LOSSES", "OPTIMIZERS", "EngineStatus", "OptState", "supports",
-           "new_opt_state", "run_epochs", "run_many", "warmup"]
+__all__ = [
+    "ARCHS",
+    "ALGOS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "EngineStatus",
+    "OptState",
+    "supports",
+    "new_opt_state",
+    "run_epochs",
+    "run_many",
+    "warmup",
+]

@@ -37,9 +37,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 CHROME_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 # Seconds for the whole file (server start included); ~1 min on an idle 2-core machine. A
 # developer machine shared with other heavy jobs may raise it (JUPYTERLAB_TEST_BUDGET=600).
@@ -59,8 +64,10 @@ RAW_MYST = [
 SETTINGS = {
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-    "@jupyterlab/apputils-extension/notification": {"checkForUpdates": False,
-                                                    "fetchNews": "false"},
+    "@jupyterlab/apputils-extension/notification": {
+        "checkForUpdates": False,
+        "fetchNews": "false",
+    },
 }
 
 
@@ -92,65 +99,112 @@ def _shot(page, name: str) -> None:
 def lab(tmp_path_factory):
     """Base URL of a JupyterLab serving copies of the chapters, isolated from ~/.jupyter."""
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install "
-                    "chromium` (make test does this when run as root) or set CHROMIUM=/path.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install "
+            "chromium` (make test does this when run as root) or set CHROMIUM=/path."
+        )
     _T0.append(time.monotonic())
     tmp = tmp_path_factory.mktemp("jupyterlab")
     root = tmp / "root"
-    shutil.copytree(ROOT / "book", root / "book",
-                    ignore=shutil.ignore_patterns("_ext", "_vendor", ".ipynb_checkpoints"))
+    shutil.copytree(
+        ROOT / "book",
+        root / "book",
+        ignore=shutil.ignore_patterns("_ext", "_vendor", ".ipynb_checkpoints"),
+    )
     # One notebook with every chapter's markdown (cells of .md pages included), each chapter
     # after a marker cell: opening it once costs far less than opening eleven notebooks, and
     # the code cells' editors and kernels test nothing about the MyST.
     cells = []
     for chapter in _chapters():
-        cells.append({"cell_type": "markdown", "metadata": {}, "source": f"CHAPTER {chapter}"})
+        cells.append(
+            {"cell_type": "markdown", "metadata": {}, "source": f"CHAPTER {chapter}"}
+        )
         md, nb = ROOT / f"{chapter}.md", ROOT / f"{chapter}.ipynb"
         if md.is_file():
-            cells.append({"cell_type": "markdown", "metadata": {}, "source": md.read_text()})
+            cells.append(
+                {"cell_type": "markdown", "metadata": {}, "source": md.read_text()}
+            )
         else:
-            cells += [{"cell_type": "markdown", "metadata": {}, "source": c["source"]}
-                      for c in json.loads(nb.read_text())["cells"]
-                      if c["cell_type"] == "markdown"]
-    (root / "book" / "_all_markdown.ipynb").write_text(json.dumps({
-        "cells": cells, "metadata": {"kernelspec": {"name": "python3", "language": "python",
-                                                    "display_name": "Python 3"}},
-        "nbformat": 4, "nbformat_minor": 5}))
+            cells += [
+                {"cell_type": "markdown", "metadata": {}, "source": c["source"]}
+                for c in json.loads(nb.read_text())["cells"]
+                if c["cell_type"] == "markdown"
+            ]
+    (root / "book" / "_all_markdown.ipynb").write_text(
+        json.dumps(
+            {
+                "cells": cells,
+                "metadata": {
+                    "kernelspec": {
+                        "name": "python3",
+                        "language": "python",
+                        "display_name": "Python 3",
+                    }
+                },
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            }
+        )
+    )
     for plugin, values in SETTINGS.items():
         f = tmp / "settings" / f"{plugin}.jupyterlab-settings"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(values))
     env = dict(os.environ)
-    for var, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
-                     ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+    for var, sub in (
+        ("JUPYTER_CONFIG_DIR", "config"),
+        ("JUPYTER_DATA_DIR", "data"),
+        ("JUPYTER_RUNTIME_DIR", "runtime"),
+        ("IPYTHONDIR", "ipython"),
+    ):
         env[var] = str(tmp / sub)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log_path = tmp / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
-           f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.allow_root=True",
-           f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={tmp / 'settings'}",
-           f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
-           # window.jupyterapp: run cells and read outputs through JupyterLab's own API
-           "--LabApp.expose_app_in_browser=True"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.allow_root=True",
+        f"--ServerApp.root_dir={root}",
+        f"--LabApp.user_settings_dir={tmp / 'settings'}",
+        f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        # window.jupyterapp: run cells and read outputs through JupyterLab's own API
+        "--LabApp.expose_app_in_browser=True",
+    ]
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + _ms() / 1000
         while True:
             if proc.poll() is not None:
-                pytest.fail("JupyterLab exited at start:\n" + log_path.read_text()[-3000:])
+                pytest.fail(
+                    "JupyterLab exited at start:\n" + log_path.read_text()[-3000:]
+                )
             try:
                 urllib.request.urlopen(f"{base}/api/status", timeout=2)
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    pytest.fail("JupyterLab did not answer within its timeout:\n"
-                                + log_path.read_text()[-3000:])
+                    pytest.fail(
+                        "JupyterLab did not answer within its timeout:\n"
+                        + log_path.read_text()[-3000:]
+                    )
                 time.sleep(0.3)
         yield base
     finally:
@@ -168,6 +222,7 @@ def lab(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
         yield b
@@ -181,11 +236,17 @@ def lab_page(lab, browser):
     problems: list[str] = []
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     # (a kernel shut down by _stop_kernels while still starting cancels its pending requests)
-    page.on("pageerror", lambda e: "Canceled future" in str(e)
-            or problems.append(f"pageerror: {e}"))
-    page.goto(f"{lab}/lab/workspaces/test?reset", wait_until="domcontentloaded", timeout=_ms())
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.restored.then(() => true)",
-                           timeout=_ms())
+    page.on(
+        "pageerror",
+        lambda e: "Canceled future" in str(e) or problems.append(f"pageerror: {e}"),
+    )
+    page.goto(
+        f"{lab}/lab/workspaces/test?reset", wait_until="domcontentloaded", timeout=_ms()
+    )
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.restored.then(() => true)",
+        timeout=_ms(),
+    )
     yield page, problems
     page.close()
 
@@ -203,16 +264,23 @@ def _open(page, path: str) -> None:
     page.evaluate("""() => { for (const w of Array.from(window.jupyterapp.shell.widgets('main'))) {
         if (w.context) w.context.model.dirty = false;
         w.dispose(); } }""")
-    page.wait_for_function("() => !document.querySelector('.jp-Notebook, .jp-MarkdownViewer')",
-                           timeout=_ms())
-    page.evaluate("p => { window.jupyterapp.commands.execute('docmanager:open', {path: p}); }",
-                  path)
+    page.wait_for_function(
+        "() => !document.querySelector('.jp-Notebook, .jp-MarkdownViewer')",
+        timeout=_ms(),
+    )
+    page.evaluate(
+        "p => { window.jupyterapp.commands.execute('docmanager:open', {path: p}); }",
+        path,
+    )
     # jupyterlab-myst renders each markdown cell into a `.myst` element
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const md = document.querySelectorAll('.jp-Notebook .jp-MarkdownCell');
         return md.length > 0 && Array.from(md).every(
             c => c.classList.contains('jp-mod-rendered') && c.querySelector('.myst'));
-    }""", timeout=_ms())
+    }""",
+        timeout=_ms(),
+    )
 
 
 def _raw_myst_in(text: str) -> list[str]:
@@ -221,7 +289,7 @@ def _raw_myst_in(text: str) -> list[str]:
         m = pattern.search(text)
         if m:
             start = max(m.start() - 40, 0)
-            bad.append(f"{what}: ...{text[start:m.end() + 40]!r}...")
+            bad.append(f"{what}: ...{text[start : m.end() + 40]!r}...")
     return bad
 
 
@@ -298,8 +366,9 @@ _ERRORS = """() => {
 
 
 def _wait_status(page, *statuses: str) -> str:
-    page.wait_for_function(f"() => {json.dumps(list(statuses))}.includes(({_STATUS})())",
-                           timeout=_ms())
+    page.wait_for_function(
+        f"() => {json.dumps(list(statuses))}.includes(({_STATUS})())", timeout=_ms()
+    )
     return page.evaluate(_STATUS)
 
 
@@ -314,19 +383,27 @@ def test_playground_panel_in_a_live_kernel(lab, lab_page):
     problems.clear()
     try:
         _open(page, "book/playground.ipynb")
-        page.wait_for_function("""() => { const w = window.jupyterapp.shell.currentWidget;
+        page.wait_for_function(
+            """() => { const w = window.jupyterapp.shell.currentWidget;
             const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
-            return k && k.status === 'idle'; }""", timeout=_ms())
-        page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            return k && k.status === 'idle'; }""",
+            timeout=_ms(),
+        )
+        page.evaluate(
+            "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+        )
         # run-all ends when no prompt shows [*] and the kernel is idle again
-        page.wait_for_function("""() => {
+        page.wait_for_function(
+            """() => {
             const w = window.jupyterapp.shell.currentWidget;
             const busy = Array.from(document.querySelectorAll('.jp-InputPrompt'))
                 .some(p => p.innerText.includes('*'));
             return !busy && w.sessionContext.session.kernel.status === 'idle'
                 && w.content.widgets.every(c => c.model.type !== 'code'
                                               || c.model.executionCount !== null);
-        }""", timeout=_ms())
+        }""",
+            timeout=_ms(),
+        )
         errors = page.evaluate(_ERRORS)
         _shot(page, "playground-run-all")
         assert not errors, "cells failed in JupyterLab:\n" + "\n".join(errors)
@@ -349,12 +426,16 @@ def test_playground_panel_in_a_live_kernel(lab, lab_page):
         run.click()
         page.wait_for_function(f"() => ({_POINTS})().length > 0", timeout=_ms())
         first = len(page.evaluate(_POINTS))
-        assert _wait_status(page, "completed", "diverged", "error", "invalid") == "completed", (
-            page.locator(".panel-status").inner_text())
+        assert (
+            _wait_status(page, "completed", "diverged", "error", "invalid")
+            == "completed"
+        ), page.locator(".panel-status").inner_text()
         seconds = time.monotonic() - t0
         default_x = page.evaluate(_POINTS)
-        print(f"default Run in JupyterLab: {seconds:.1f} s, {len(default_x)} points "
-              f"(first draw {first})")
+        print(
+            f"default Run in JupyterLab: {seconds:.1f} s, {len(default_x)} points "
+            f"(first draw {first})"
+        )
         assert len(default_x) > first, "the plot did not gain points during the run"
         _shot(page, "playground-default-run")
 
@@ -362,9 +443,14 @@ def test_playground_panel_in_a_live_kernel(lab, lab_page):
         _set_int(page, "epochs", 300)
         run.click()
         _wait_status(page, "running")
-        assert _wait_status(page, "completed", "diverged", "error", "invalid") == "completed"
+        assert (
+            _wait_status(page, "completed", "diverged", "error", "invalid")
+            == "completed"
+        )
         assert page.evaluate(_POINTS)[-1] == 300 != default_x[-1]
-        assert "epoch 300/300" in page.locator(".widget-label").all_inner_texts().__str__()
+        assert (
+            "epoch 300/300" in page.locator(".widget-label").all_inner_texts().__str__()
+        )
 
         # 3. Stop keeps the partial curve, and the label loses its ETA
         _set_int(page, "epochs", 200_000)

@@ -36,9 +36,14 @@ CONSOLE_ALLOW: tuple[str, ...] = ()
 
 # Flags from TOOLCHAIN.md; the resolver rule makes any non-IP host unreachable.
 CHROME_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 
 
@@ -53,6 +58,7 @@ def _toc_files() -> list[str]:
             walk(e.get("sections"))
             for part in e.get("parts", []) if isinstance(e, dict) else []:
                 walk(part.get("chapters"))
+
     walk(toc.get("chapters"))
     for part in toc.get("parts", []):
         walk(part.get("chapters"))
@@ -77,8 +83,10 @@ def _prerequisites():
     if not (HTML / "index.html").is_file():
         pytest.fail("the book is not built: run `make book` first (make test does it).")
     if not Path(CHROMIUM).is_file():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install "
-                    "chromium` (make test does this when run as root) or set CHROMIUM=/path.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install "
+            "chromium` (make test does this when run as root) or set CHROMIUM=/path."
+        )
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -99,6 +107,7 @@ def server():
 @pytest.fixture(scope="module")
 def browser():
     from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
         yield b
@@ -110,7 +119,9 @@ def _open(browser, url):
     failed requests and any request that tried to leave 127.0.0.1 (those are aborted)."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     problems: list[str] = []
-    page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+    page.on(
+        "console", lambda m: m.type == "error" and problems.append(f"console: {m.text}")
+    )
     page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"requestfailed: {r.url}"))
 
@@ -139,21 +150,29 @@ def test_page_renders_offline(server, browser, path, has_widgets):
         # MathJax 3 typesets asynchronously; wait for its startup promise.
         page.wait_for_function(
             "window.MathJax && MathJax.startup && MathJax.startup.promise"
-            " && MathJax.startup.promise.then(() => true)", timeout=30_000)
-        assert page.locator(".math").count() == page.locator(".math mjx-container").count(), (
-            "some math was not typeset")
+            " && MathJax.startup.promise.then(() => true)",
+            timeout=30_000,
+        )
+        assert (
+            page.locator(".math").count() == page.locator(".math mjx-container").count()
+        ), "some math was not typeset"
         figures = page.locator(".plotly-graph-div").count()
         if figures:
             page.wait_for_function(
                 f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {figures}",
-                timeout=60_000)
+                timeout=60_000,
+            )
             drawn = page.evaluate("""() => Array.from(document.querySelectorAll('.plotly-graph-div'))
                 .filter(d => d.querySelector('.main-svg') &&
                         d.querySelectorAll('.scatterlayer .trace, .barlayer .trace, .heatmaplayer .hm, .trace').length > 0).length""")
-            assert drawn == figures, f"only {drawn} of {figures} plotly figures drew traces"
+            assert drawn == figures, (
+                f"only {drawn} of {figures} plotly figures drew traces"
+            )
         if has_widgets:
             page.wait_for_selector(".widget-button", timeout=30_000)
-            page.wait_for_selector(".widget-output .js-plotly-plot .main-svg", timeout=30_000)
+            page.wait_for_selector(
+                ".widget-output .js-plotly-plot .main-svg", timeout=30_000
+            )
         # Markdown tables: a `|` left unescaped inside a cell breaks a GFM table into a
         # paragraph of `| ... |` text, or shifts its cells; every table keeps all its rows
         raw = page.evaluate("""() => Array.from(document.querySelectorAll('main p'))
@@ -173,10 +192,13 @@ def test_page_renders_offline(server, browser, path, has_widgets):
             if t["head"]:
                 assert set(t["rows"]) == {t["head"]}, (
                     f"{path}: table rows with {sorted(set(t['rows']))} cells under "
-                    f"{t['head']} headers: {t['text']!r}")
+                    f"{t['head']} headers: {t['text']!r}"
+                )
         page.wait_for_timeout(500)  # let late errors surface
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / (path.replace("/", "_") + ".png")), full_page=True)
+        page.screenshot(
+            path=str(ARTIFACTS / (path.replace("/", "_") + ".png")), full_page=True
+        )
         bad = [p for p in problems if not _allowed(p)]
         assert not bad, "\n".join(bad)
     finally:
