@@ -40,6 +40,10 @@ STUDIES = ("paper", "figure4", "phase")
 PAPER_PRESETS = tuple(name for name in PRESETS if name.startswith("fig"))
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "results"
 
+_DEEP_CAP = (
+    "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
+    "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%)."
+)
 # Schedules cut to fit: (replacement settings, the reason stated wherever the run is shown)
 CAPS: dict[str, tuple[dict, str]] = {
     "fig2a": (
@@ -53,41 +57,18 @@ CAPS: dict[str, tuple[dict, str]] = {
         "2-MLP-Sim-BN again (~8 min per seed for the paper's 4e4 epochs): cut to 5000 "
         "epochs (12.5% of the paper's).",
     ),
-    "fig11a": (
-        {"epochs": 300},
-        "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
-        "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%).",
-    ),
-    "fig11b": (
-        {"epochs": 300},
-        "the depth-3 net runs on the plain-torch path (~1k steps/s at width 500): "
-        "the paper's 1e5 epochs would take ~3 h per seed, so 300 epochs (0.3%).",
-    ),
+    "fig11a": ({"epochs": 300}, _DEEP_CAP),
+    "fig11b": ({"epochs": 300}, _DEEP_CAP),
 }
 
+# Scenario II's long runs: 1-SAM on 2-MLP-Bias at the paper's size, one long schedule
+_BIAS_SAM1 = dict(
+    arch="bias", algo="sam1", d=30, n=100, width=500, lr=0.02, epochs=40_000
+)
 # Figure 4 at the init scale where 1-SAM first generalizes (the paper leaves the init open)
-FIGURE4 = dict(
-    arch="bias",
-    algo="sam1",
-    d=30,
-    n=100,
-    width=500,
-    lr=0.02,
-    rho=0.1,
-    init_scale=0.3,
-    epochs=40_000,
-)
-# The phase diagram: 1-SAM on 2-MLP-Bias, init scale x rho, one long schedule
-PHASE_BASE = dict(
-    arch="bias",
-    algo="sam1",
-    d=30,
-    n=100,
-    width=500,
-    lr=0.02,
-    epochs=40_000,
-    test_samples=2_000,
-)
+FIGURE4 = dict(_BIAS_SAM1, rho=0.1, init_scale=0.3)
+# The phase diagram over init scale x rho
+PHASE_BASE = dict(_BIAS_SAM1, test_samples=2_000)
 PHASE_INIT_SCALES = (0.1, 0.2, 0.3, 0.5, 1.0)
 PHASE_RHOS = (0.02, 0.05, 0.1)
 # stored histories: a linear grid of 50 points plus 10 a decade (log_spacing "log")

@@ -353,8 +353,8 @@ def _span(values, fmt: str) -> str:
 
 
 def phase_regions(summary: list[dict]) -> str:
-    """The phase diagram in words: one sentence per init scale, grouping the rho values by
-    the outcome most of their seeds had (mixed cells say so)."""
+    """The phase diagram in words: a Markdown list, one sentence per init scale, grouping
+    the rho values by the outcome most of their seeds had (mixed cells say so)."""
     verbs = {
         "generalizes": "still generalizes at 40 000 epochs",
         "generalizes, then memorizes": "first generalizes, then memorizes",
@@ -395,24 +395,26 @@ def phase_regions(summary: list[dict]) -> str:
                     for r in mixed
                 )
             parts.append(f"{verbs[kind]} at ρ = {rhos}{detail}")
-        sentences.append(f"At init scale {init:g}, 1-SAM " + "; it ".join(parts) + ".")
-    return " ".join(sentences)
+        sentences.append(
+            f"* At init scale {init:g}, 1-SAM " + "; it ".join(parts) + "."
+        )
+    return "\n".join(sentences)
 
 
 def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
-    """Two heatmaps over init scale x rho: mean final test error, and the median epoch at
-    which 1-SAM's test error first rose above MEMORIZE_THRESHOLD after generalizing."""
+    """Two heatmaps over init scale x rho, one above the other: mean final test error, and
+    the median epoch from which the test error stays above MEMORIZE_THRESHOLD (with the
+    share of seeds that memorized)."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    summary = phase_summary(root)
     inits = list(reproduce.PHASE_INIT_SCALES)
     rhos = list(reproduce.PHASE_RHOS)
     err = np.full((len(inits), len(rhos)), np.nan)
     mem = np.full_like(err, np.nan)
     err_text = [["" for _ in rhos] for _ in inits]
     mem_text = [["" for _ in rhos] for _ in inits]
-    for row in summary:
+    for row in phase_summary(root):
         i, j = inits.index(row["init_scale"]), rhos.index(row["rho"])
         if row["final_test_error"] is not None:
             err[i, j] = row["final_test_error"]
@@ -422,37 +424,42 @@ def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
         if row["time_to_memorize"] is not None:
             mem[i, j] = math.log10(row["time_to_memorize"])
             mem_text[i][j] = (
-                f"{row['time_to_memorize']:.0f} ({row['memorized']}/{row['seeds']})"
+                f"{row['time_to_memorize']:,.0f} ({row['memorized']}/{row['seeds']} seeds)"
             )
         else:
             mem_text[i][j] = {
                 "never generalizes": "from the start",
                 "generalizes": "not by the end",
             }.get(row["outcome"], row["outcome"])
-    xs = [f"ρ {r:g}" for r in rhos]
+    xs = [f"ρ = {r:g}" for r in rhos]
     ys = [f"init {s:g}" for s in inits]
     fig = make_subplots(
-        rows=1,
-        cols=2,
-        horizontal_spacing=0.16,
+        rows=2,
+        cols=1,
+        vertical_spacing=0.16,
         subplot_titles=(
             "Final test error (mean over seeds)",
-            f"Epoch from which test error stays > {MEMORIZE_THRESHOLD:g} (median)",
+            f"Epoch from which the test error stays above {MEMORIZE_THRESHOLD:g} "
+            "(median over the seeds that memorized)",
         ),
     )
+    common = {
+        "x": xs,
+        "y": ys,
+        "texttemplate": "%{text}",
+        "textfont": {"size": 13},
+        "xgap": 2,
+        "ygap": 2,
+    }
     fig.add_trace(
         go.Heatmap(
             z=err,
-            x=xs,
-            y=ys,
             text=err_text,
-            texttemplate="%{text}",
             colorscale="Reds",
             zmin=0,
             zmax=0.5,
-            xgap=2,
-            ygap=2,
-            colorbar={"title": "test error", "x": 0.42, "len": 0.9},
+            colorbar={"title": "test error", "y": 0.79, "len": 0.42},
+            **common,
         ),
         row=1,
         col=1,
@@ -460,25 +467,45 @@ def phase_heatmaps(root=DEFAULT_ROOT, title: str | None = None):
     fig.add_trace(
         go.Heatmap(
             z=mem,
-            x=xs,
-            y=ys,
             text=mem_text,
-            texttemplate="%{text}",
             colorscale="Blues_r",
-            xgap=2,
-            ygap=2,
-            colorbar={"title": "log10 epoch", "x": 1.0, "len": 0.9},
+            colorbar={"title": "log10 epoch", "y": 0.21, "len": 0.42},
+            **common,
         ),
-        row=1,
-        col=2,
+        row=2,
+        col=1,
     )
     fig.update_layout(
-        height=400,
+        height=720,
         template="plotly_white",
         title=title,
         margin={"l": 70, "r": 20, "t": 90 if title else 60, "b": 40},
     )
     return fig
+
+
+def phase_caption(root=DEFAULT_ROOT) -> str:
+    """What the phase diagram's runs are and how they were produced (for its caption)."""
+    records = [
+        r for row in phase_summary(root) for r in load("phase", row["cell"], root)
+    ]
+    if not records:
+        return "no stored phase-diagram runs: run `make reproduce STUDY=phase`."
+    base = reproduce.PHASE_BASE
+    prov = records[0]["provenance"]
+    commits = sorted({r["provenance"]["commit"][:10] for r in records})
+    seeds = sorted({r["seed"] for r in records})
+    minutes = sum(r["provenance"]["wall_time"] for r in records) / 60
+    return (
+        f"Stored paper-scale runs: 2-MLP-Bias, width {base['width']}, 1-SAM at lr "
+        f"{base['lr']:g} for {base['epochs']} epochs, d={base['d']}, n={base['n']}, over init "
+        f"scale {', '.join(f'{s:g}' for s in reproduce.PHASE_INIT_SCALES)} × ρ "
+        f"{', '.join(f'{r:g}' for r in reproduce.PHASE_RHOS)}, seeds "
+        f"{', '.join(map(str, seeds))} in every cell; test error on {base['test_samples']} "
+        f"fresh samples. Produced by `{prov['command']}` at commit {', '.join(commits)} "
+        f"(torch {prov['torch']}, numba {prov['numba']}, {prov['cores']} cores; "
+        f"{minutes:.0f} min of compute in all)."
+    )
 
 
 def stats(
