@@ -447,6 +447,10 @@ def test_playground_panel_in_a_live_kernel(lab, lab_page):
             _wait_status(page, "completed", "diverged", "error", "invalid")
             == "completed"
         )
+        # the status label can change before the final redraw reaches the figure
+        page.wait_for_function(
+            f"() => ({_POINTS})().slice(-1)[0] === 300", timeout=_ms()
+        )
         assert page.evaluate(_POINTS)[-1] == 300 != default_x[-1]
         assert (
             "epoch 300/300" in page.locator(".widget-label").all_inner_texts().__str__()
