@@ -165,10 +165,10 @@ class TrainConfig:
         """
         c = dataclasses.replace(self)
         check_choice("arch", c.arch, ARCHS)
+        check_choice("algo", c.algo, (*ALGOS, *ALGO_ALIASES))  # before hashing it
         c.algo = ALGO_ALIASES.get(
             c.algo, c.algo
-        )  # "alone" = the base optimizer's own steps
-        check_choice("algo", c.algo, (*ALGOS, *ALGO_ALIASES))
+        )  # "alone" = the base optimizer's steps
         check_choice("loss", c.loss, LOSSES)
         check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
         check_choice("dataset", c.dataset, DATASETS)
