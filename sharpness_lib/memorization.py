@@ -25,13 +25,6 @@ import torch
 
 from .models import TwoLayerNet
 
-STAT_KEYS = (
-    "active_per_train_point",
-    "active_per_fresh_point",
-    "points_per_neuron",
-    "median_abs_f_train",
-    "median_abs_f_fresh",
-)
 LIVE_FRACTION = 1e-2
 ARCHS = ("nobias", "bias")  # plain ReLU 2-layer nets: pre-activation > 0 means "fires"
 
