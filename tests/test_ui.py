@@ -13,7 +13,7 @@ pytest.importorskip("ipywidgets")
 
 from ui_fakes import fake_run_fn
 
-from sharpness_lib import ui
+from sharpness_lib import panel_state, ui
 from sharpness_lib.ui import ControlPanel
 
 DEFAULTS = dict(
@@ -78,11 +78,13 @@ def test_run_streams_records_into_figure_and_progress():
     assert p.status == "completed", p.message
     assert len(p.history) == 51  # epochs 0..200 every 4
     assert p.history[-1]["epoch"] == 200
-    assert labels_in(p.figure) == {"GD+WD (paper setting)", ui.YOUR_RUN}
+    assert labels_in(p.figure) == {"GD+WD (paper setting)", panel_state.YOUR_RUN}
     mine = next(
-        t for t in p.figure.data if t.meta["label"] == ui.YOUR_RUN and t.xaxis == "x"
+        t
+        for t in p.figure.data
+        if t.meta["label"] == panel_state.YOUR_RUN and t.xaxis == "x"
     )
-    assert mine.x[-1] == 200 and mine.line.color == ui.YOUR_RUN_COLOR
+    assert mine.x[-1] == 200 and mine.line.color == panel_state.YOUR_RUN_COLOR
     assert p.progress.value == 1.0 and "epoch 200/200" in p.progress_label.value
     assert not p.run_button.disabled and p.stop_button.disabled
     # the displayed output holds the same figure (a plotly bundle, no traceback)
@@ -130,7 +132,7 @@ def test_stop_is_honoured_while_running_in_background():
     assert p.status == "stopped"
     assert p.message.startswith("stopped at epoch")
     assert 0 < len(p.history) < 100  # partial history kept ...
-    assert ui.YOUR_RUN in labels_in(p.figure)  # ... and drawn
+    assert panel_state.YOUR_RUN in labels_in(p.figure)  # ... and drawn
     assert p.progress.bar_style == "warning"
 
 
@@ -347,12 +349,11 @@ def test_training_panel_sim_bn_preset_keeps_its_schedule_until_lr_changes():
     assert p.controls["norm"].value == "sim_bn" and p.controls["bias"].value is True
     assert "Schedule: 20 epochs at lr 0.05, ρ 0.02 then 80 epochs" in p.message
     want = get_preset("book-fig2a").config.validate()
-    got = config_from_panel(ui._with_schedule(p.config()))
+    got = config_from_panel(panel_state.with_schedule(p.config()))
     assert got.phases == want.phases and got.gamma_init == want.gamma_init
     assert got.arch == "sbn" and got.epochs == 100
     p.validate_fn(p.config())  # accepted
-    p.controls[
-        "lr"
-    ].value = 0.02  # the reader's own lr: one phase with the controls' values
-    got = config_from_panel(ui._with_schedule(p.config()))
+    # the reader's own lr: one phase with the controls' values
+    p.controls["lr"].value = 0.02
+    got = config_from_panel(panel_state.with_schedule(p.config()))
     assert got.phases == () and got.lr == 0.02 and got.epochs == 100

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sharpness_lib.ui import basic_validate
+from sharpness_lib.panel_state import basic_validate
 
 
 @dataclass
