@@ -1,11 +1,12 @@
 """Sphinx extension: progress and remaining-time estimate while the book's chapters execute.
 
-myst-nb executes each notebook while Sphinx reads it, which is where a build spends nearly all
-of its time. Before each document is read this prints one line::
+myst-nb executes each notebook while Sphinx reads it (unless `make test` already stored its
+outputs in the execution cache), which is where a build spends nearly all of its time. Before
+each document is read this prints one line::
 
-    [book 3/8] executing book/scenario2 -- 1m12s elapsed, about 2m05s left
+    [book 3/8] reading book/scenario2 -- 1m12s elapsed, about 2m05s left
 
-The estimate uses the durations recorded by the previous build on this machine
+The estimate uses the durations recorded by the previous executing build on this machine
 (``.book_timings.json`` at the repository root, ignored by git) and, for chapters without a
 record, the average over the chapters read so far.
 """
@@ -55,7 +56,7 @@ class _Progress:
             return
         index = len(self.done) + 1
         elapsed = time.monotonic() - self.start
-        print(f"[book {index}/{len(self.docs)}] executing {docname} -- {_fmt(elapsed)} elapsed, "
+        print(f"[book {index}/{len(self.docs)}] reading {docname} -- {_fmt(elapsed)} elapsed, "
               f"about {_fmt(self._remaining())} left", file=sys.stderr, flush=True)
         self.current = (docname, time.monotonic())
 
@@ -63,7 +64,10 @@ class _Progress:
         self._finish_current()
         if self.done:
             try:
-                TIMINGS.write_text(json.dumps({**self.previous, **self.done}, indent=1))
+                # a chapter rendered from the cache in under a second says nothing about
+                # how long executing it takes: keep the executed duration on record
+                done = {d: t for d, t in self.done.items() if t > 1 or d not in self.previous}
+                TIMINGS.write_text(json.dumps({**self.previous, **done}, indent=1))
             except OSError:
                 pass
             print(f"[book] all {len(self.done)} chapters read in "
