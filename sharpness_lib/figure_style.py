@@ -1,5 +1,5 @@
-"""Colours and small array helpers shared by the figure modules (``plotting``,
-``network_figures``)."""
+"""Colours, metric panel titles and small array helpers shared by the figure modules
+(``plotting``, ``comparison_figures``, ``network_figures``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_MAX_POINTS", "PALETTE", "color_for"]
+__all__ = ["DEFAULT_MAX_POINTS", "METRICS", "PALETTE", "color_for"]
 
 # Plotly's default qualitative palette, fixed here so colours do not depend on the template.
 PALETTE = (
@@ -22,6 +22,20 @@ PALETTE = (
     "#bcbd22",
     "#17becf",
 )
+
+# metric key -> (panel title, log-y?)
+METRICS: dict[str, tuple[str, bool]] = {
+    "train_loss": ("Training loss", True),
+    "test_error": ("Test error (0-1)", False),
+    "hessian_trace": ("Sharpness Tr ∇²L", True),
+    "min_sharpness": ("Minimum sharpness", True),
+    "test_mse": ("Test squared error", True),
+    # memorization diagnostics (sharpness_lib.memorization), logged by stored long runs
+    "active_per_train_point": ("Active neurons per training point", True),
+    "active_per_fresh_point": ("Active neurons per fresh point", True),
+    "points_per_neuron": ("Training points per live neuron", True),
+    "median_abs_f_fresh": ("Median |f| on fresh points", False),
+}
 
 DEFAULT_MAX_POINTS = 250  # a panel is ~250 px wide: more points only add page weight
 

@@ -203,6 +203,71 @@ def _add_margin_traces(fig, owner, v_idx, eps, model, circle, visible, title):
     )
 
 
+def _add_training_points(fig: go.Figure, owner: list[int], X, y) -> None:
+    """The training points, one marker per label (shown at every slider step)."""
+    for lab, colour, symbol in ((1, PALETTE[1], "circle"), (-1, PALETTE[0], "square")):
+        sel = y * lab > 0
+        if sel.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=_f32(X[sel, 0]),
+                    y=_f32(X[sel, 1]),
+                    mode="markers",
+                    marker={
+                        "color": colour,
+                        "size": 11,
+                        "symbol": symbol,
+                        "line": {"color": "white", "width": 1.5},
+                    },
+                    name=f"training point, y = {lab:+d}",
+                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
+                )
+            )
+            owner.append(-1)
+
+
+def _margin_slider_layout(fig, owner, margins, titles, active, extent, height) -> None:
+    """The slider over margins (step i shows the traces owned by -1 or i, and title i) and
+    equal-scale axes over [-extent, extent]."""
+    steps = [
+        {
+            "method": "update",
+            "label": _fmt(eps),
+            "args": [
+                {"visible": [o in (-1, v_idx) for o in owner]},
+                {"title.text": titles[v_idx]},
+            ],
+        }
+        for v_idx, eps in enumerate(margins)
+    ]
+    fig.update_layout(
+        title={"text": titles[active]},
+        height=height,
+        template="plotly_white",
+        sliders=[
+            {
+                "active": active,
+                "currentvalue": {"prefix": "margin ε = "},
+                "pad": {"t": 40},
+                "steps": steps,
+            }
+        ],
+        margin={"l": 40, "r": 20, "t": 70, "b": 40},
+        legend={"yanchor": "top", "y": 1.0, "x": 1.02},
+        hovermode="closest",
+    )
+    fig.update_xaxes(
+        range=[-extent, extent], zeroline=False, title_text="x[1]", constrain="domain"
+    )
+    fig.update_yaxes(
+        range=[-extent, extent],
+        zeroline=False,
+        scaleanchor="x",
+        scaleratio=1,
+        title_text="x[2]",
+    )
+
+
 def memorization_regions_figure(
     points: Any,
     labels: Any,
@@ -246,6 +311,7 @@ def memorization_regions_figure(
     theta = np.linspace(0, 2 * np.pi, circle_samples, endpoint=False)
     circle = np.column_stack([np.cos(theta), np.sin(theta)])
     fig = go.Figure()
+    # owner[t]: the slider step (margin index) trace t belongs to, -1 for every step
     owner: list[int] = []
     fig.add_trace(
         go.Scatter(
@@ -271,60 +337,6 @@ def memorization_regions_figure(
         )
         for v_idx, eps in enumerate(margins)
     ]
-    for lab, colour, symbol in ((1, PALETTE[1], "circle"), (-1, PALETTE[0], "square")):
-        sel = y * lab > 0
-        if sel.any():
-            fig.add_trace(
-                go.Scatter(
-                    x=_f32(X[sel, 0]),
-                    y=_f32(X[sel, 1]),
-                    mode="markers",
-                    marker={
-                        "color": colour,
-                        "size": 11,
-                        "symbol": symbol,
-                        "line": {"color": "white", "width": 1.5},
-                    },
-                    name=f"training point, y = {lab:+d}",
-                    hovertemplate="(%{x:.2f}, %{y:.2f})<extra></extra>",
-                )
-            )
-            owner.append(-1)
-    steps = [
-        {
-            "method": "update",
-            "label": _fmt(eps),
-            "args": [
-                {"visible": [o in (-1, v_idx) for o in owner]},
-                {"title.text": titles[v_idx]},
-            ],
-        }
-        for v_idx, eps in enumerate(margins)
-    ]
-    fig.update_layout(
-        title={"text": titles[active]},
-        height=height,
-        template="plotly_white",
-        sliders=[
-            {
-                "active": active,
-                "currentvalue": {"prefix": "margin ε = "},
-                "pad": {"t": 40},
-                "steps": steps,
-            }
-        ],
-        margin={"l": 40, "r": 20, "t": 70, "b": 40},
-        legend={"yanchor": "top", "y": 1.0, "x": 1.02},
-        hovermode="closest",
-    )
-    fig.update_xaxes(
-        range=[-extent, extent], zeroline=False, title_text="x[1]", constrain="domain"
-    )
-    fig.update_yaxes(
-        range=[-extent, extent],
-        zeroline=False,
-        scaleanchor="x",
-        scaleratio=1,
-        title_text="x[2]",
-    )
+    _add_training_points(fig, owner, X, y)
+    _margin_slider_layout(fig, owner, margins, titles, active, extent, height)
     return fig

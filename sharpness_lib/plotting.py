@@ -1,4 +1,4 @@
-"""Plotly figures for the book: data in, ``plotly.graph_objects.Figure`` out.
+"""Plotly figures of training runs for the book: histories in, ``go.Figure`` out.
 
 A *history* is a list of dicts, one per log point, with keys
 
@@ -6,8 +6,13 @@ A *history* is a list of dicts, one per log point, with keys
 
 Several histories of the same setting (seeds) may be passed as a list; they are drawn as a mean
 line with a shaded band. Every builder here is pure (no kernel, no widgets, no I/O), so it works
-in a plain Python session and in tests. Markdown tables live in :mod:`sharpness_lib.tables`,
-captions in :mod:`sharpness_lib.captions`, the renderer in :mod:`sharpness_lib.renderer`.
+in a plain Python session and in tests.
+
+This module is the one import for chapters: it re-exports the figures that compare numbers
+(:mod:`sharpness_lib.comparison_figures`: scatter, rescaling, strip), the figures of one net's
+weights (:mod:`sharpness_lib.network_figures`), Markdown tables
+(:mod:`sharpness_lib.tables`), captions (:mod:`sharpness_lib.captions`) and the renderer
+(:mod:`sharpness_lib.renderer`).
 
 Static book pages must stay small and work offline: figures are emitted as HTML *without*
 plotly.js (:mod:`sharpness_lib.renderer`), traces are
@@ -26,12 +31,12 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-# Tables, captions and the renderer have their own modules; they are re-exported here so that
-# ``from sharpness_lib.plotting import caption, markdown_table, use_book_renderer`` keeps
-# working in chapters written before the split.
+# Re-exported (see the module docstring): chapters import every figure, table, caption and
+# the renderer from here.
 from .captions import caption
 from .captions import format_value as _fmt
-from .figure_style import DEFAULT_MAX_POINTS, PALETTE, _f32, _rgba, _to_numpy, color_for
+from .comparison_figures import rescaling_figure, scatter_figure, strip_figure
+from .figure_style import DEFAULT_MAX_POINTS, METRICS, _f32, _rgba, color_for
 from .network_figures import (
     column_norm_figure,
     memorization_regions_figure,
@@ -59,20 +64,6 @@ __all__ = [
     "strip_figure",
     "use_book_renderer",
 ]
-
-# metric key -> (panel title, log-y?)
-METRICS: dict[str, tuple[str, bool]] = {
-    "train_loss": ("Training loss", True),
-    "test_error": ("Test error (0-1)", False),
-    "hessian_trace": ("Sharpness Tr ∇²L", True),
-    "min_sharpness": ("Minimum sharpness", True),
-    "test_mse": ("Test squared error", True),
-    # memorization diagnostics (sharpness_lib.memorization), logged by stored long runs
-    "active_per_train_point": ("Active neurons per training point", True),
-    "active_per_fresh_point": ("Active neurons per fresh point", True),
-    "points_per_neuron": ("Training points per live neuron", True),
-    "median_abs_f_fresh": ("Median |f| on fresh points", False),
-}
 
 
 def _is_history(obj: Any) -> bool:
@@ -162,6 +153,38 @@ def _downsample(n: int, max_points: int) -> np.ndarray:
     return idx
 
 
+def _band_edges(histories, key, x, y, lo, hi, idx):
+    """The band's (lower, upper) edges on the downsampled grid ``idx``: the seeds' spread,
+    or for a single run's test error ±2 SE of its estimate; (None, None) for no band."""
+    if lo is not None:
+        return lo[idx], hi[idx]
+    if key == "test_error":
+        se = _series(histories[0], "test_error_se", log=False)
+        if se[0].size and np.any(se[1] > 0):
+            se_y = np.interp(x, se[0], se[1])
+            return np.clip(y - 2 * se_y, 0, None), y + 2 * se_y
+    return None, None
+
+
+def _band_trace(x, lo, hi, label: str, key: str, color: str, visible: bool):
+    """The band as one closed polygon (x forward along hi, back along lo): no
+    fill='tonexty' ordering pitfalls when lines and bands of several labels interleave."""
+    return go.Scatter(
+        x=_f32(np.concatenate([x, x[::-1]])),
+        y=_f32(np.concatenate([hi, lo[::-1]])),
+        fill="toself",
+        fillcolor=_rgba(color, 0.18),
+        mode="lines",  # without it plotly draws markers while a run has < 20 points
+        line={"width": 0},
+        hoverinfo="skip",
+        name=f"{label} (band)",
+        legendgroup=label,
+        showlegend=False,
+        visible=visible,
+        meta={"role": "band", "label": label, "metric": key},
+    )
+
+
 def _add_run_traces(
     fig: go.Figure,
     label: str,
@@ -185,38 +208,11 @@ def _add_run_traces(
     x, y, lo, hi = stats
     idx = _downsample(x.size, max_points)
     x, y = x[idx], y[idx]
+    lo, hi = _band_edges(histories, key, x, y, lo, hi, idx)
     added = 0
-    if lo is None and key == "test_error":
-        # Single run: show the sampling uncertainty of the test-error estimate (±2 SE), if any.
-        se = _series(histories[0], "test_error_se", log=False)
-        if se[0].size and np.any(se[1] > 0):
-            se_y = np.interp(x, se[0], se[1])
-            lo, hi = (
-                np.clip(y - 2 * se_y, 0, None),
-                y + 2 * se_y,
-            )  # on the downsampled grid
-    elif lo is not None:
-        lo, hi = lo[idx], hi[idx]
     if lo is not None:
-        # Closed polygon (x forward along hi, back along lo): one trace, no fill='tonexty'
-        # ordering pitfalls when lines and bands of several labels are interleaved.
         fig.add_trace(
-            go.Scatter(
-                x=_f32(np.concatenate([x, x[::-1]])),
-                y=_f32(np.concatenate([hi, lo[::-1]])),
-                fill="toself",
-                fillcolor=_rgba(color, 0.18),
-                mode="lines",  # without it plotly draws markers while a run has < 20 points
-                line={"width": 0},
-                hoverinfo="skip",
-                name=f"{label} (band)",
-                legendgroup=label,
-                showlegend=False,
-                visible=visible,
-                meta={"role": "band", "label": label, "metric": key},
-            ),
-            row=row,
-            col=col,
+            _band_trace(x, lo, hi, label, key, color, visible), row=row, col=col
         )
         added += 1
     n_seeds = len(histories)
@@ -326,6 +322,44 @@ def history_figure(
     return fig
 
 
+def _add_slider_traces(
+    fig, runs_by_value, param_name, metrics, active, band, max_points
+):
+    """Every value's traces (only ``active``'s visible); returns, per trace, the index of
+    the value it belongs to. A label keeps one colour across values."""
+    owner: list[int] = []
+    labels: dict[str, str] = {}
+    for v_idx, value in enumerate(runs_by_value):
+        runs = runs_by_value[value]
+        if not isinstance(runs, Mapping):
+            runs = {f"{param_name} = {_fmt(value)}": runs}
+            colour_key = "__single__"
+        else:
+            colour_key = None
+        for label, hist in runs.items():
+            key = colour_key or str(label)
+            color = labels.setdefault(key, color_for(len(labels)))
+            histories = _as_seed_list(hist)
+            first = True
+            for col, m in enumerate(metrics, start=1):
+                n = _add_run_traces(
+                    fig,
+                    str(label),
+                    histories,
+                    m,
+                    row=1,
+                    col=col,
+                    color=color,
+                    showlegend=first,
+                    visible=(v_idx == active),
+                    band=band,
+                    max_points=max_points,
+                )
+                owner += [v_idx] * n
+                first = first and n == 0
+    return owner
+
+
 def slider_figure(
     runs_by_value: Mapping[Any, Any],
     param_name: str,
@@ -358,46 +392,17 @@ def slider_figure(
         subplot_titles=[METRICS[m][0] for m in metrics],
         horizontal_spacing=0.08,
     )
-    owner: list[int] = []  # owner[t] = index of the value trace t belongs to
-    labels: dict[str, str] = {}  # consistent colour per label across values
-    for v_idx, value in enumerate(values):
-        runs = runs_by_value[value]
-        if not isinstance(runs, Mapping):
-            runs = {f"{param_name} = {_fmt(value)}": runs}
-            colour_key = "__single__"
-        else:
-            colour_key = None
-        for label, hist in runs.items():
-            key = colour_key or str(label)
-            color = labels.setdefault(key, color_for(len(labels)))
-            histories = _as_seed_list(hist)
-            first = True
-            for col, m in enumerate(metrics, start=1):
-                n = _add_run_traces(
-                    fig,
-                    str(label),
-                    histories,
-                    m,
-                    row=1,
-                    col=col,
-                    color=color,
-                    showlegend=first,
-                    visible=(v_idx == active),
-                    band=band,
-                    max_points=max_points,
-                )
-                owner += [v_idx] * n
-                first = first and n == 0
-
-    steps = []
-    for v_idx, value in enumerate(values):
-        steps.append(
-            {
-                "method": "restyle",
-                "args": [{"visible": [o == v_idx for o in owner]}],
-                "label": _fmt(value),
-            }
-        )
+    owner = _add_slider_traces(
+        fig, runs_by_value, param_name, metrics, active, band, max_points
+    )
+    steps = [
+        {
+            "method": "restyle",
+            "args": [{"visible": [o == v_idx for o in owner]}],
+            "label": _fmt(value),
+        }
+        for v_idx, value in enumerate(values)
+    ]
     fig.update_layout(
         sliders=[
             {
@@ -440,263 +445,3 @@ def _fix_ranges(fig: go.Figure, metrics: Sequence[str]) -> None:
         else:
             hi = float(y.max())
             fig.update_yaxes(range=[0, max(hi * 1.05, 0.05)], row=1, col=col)
-
-
-def scatter_figure(
-    groups: Mapping[str, tuple[Any, Any]],
-    x_title: str,
-    y_title: str,
-    *,
-    diagonal: bool = False,
-    log: bool = False,
-    hover: Mapping[str, Sequence[str]] | None = None,
-    title: str | None = None,
-    height: int = 420,
-) -> go.Figure:
-    """Scatter of one quantity against another, one colour per group (Lemma 4.1, Lemma 3.1).
-
-    Used by the Setup chapter (exact Tr ∇²L of random interpolating 2-MLP-Bias nets against
-    the Lemma 4.1 lower bound (2/n) Σ 2||x'_i|| |y_i|) and by Scenario I (Tr ∇²L against the
-    path norm Σ_j ||W1_j|| |W2_j| of Lemma 3.1). ``groups`` maps a label to ``(x, y)`` arrays;
-    ``diagonal=True`` adds the line y = x over the range of the x values (points on or above it
-    satisfy y >= x); ``log=True`` uses log axes; ``hover`` maps a label to one text per point.
-    """
-    if not isinstance(groups, Mapping) or not groups:
-        raise ValueError("groups must be a non-empty dict label -> (x, y)")
-    fig = go.Figure()
-    lo, hi = math.inf, -math.inf
-    for i, (label, xy) in enumerate(groups.items()):
-        x, y = (_to_numpy(v).reshape(-1) for v in xy)
-        if x.size != y.size:
-            raise ValueError(
-                f"group {label!r}: x has {x.size} points but y has {y.size}"
-            )
-        xs = x[np.isfinite(x) & ((x > 0) | (not log))]
-        if xs.size:
-            lo, hi = min(lo, float(xs.min())), max(hi, float(xs.max()))
-        text = list((hover or {}).get(label, [])) or None
-        fig.add_trace(
-            go.Scatter(
-                x=_f32(x),
-                y=_f32(y),
-                mode="markers",
-                name=str(label),
-                text=text,
-                marker={"color": color_for(i), "size": 8, "opacity": 0.8},
-                hovertemplate=(
-                    f"{label}<br>%{{x:.4g}}, %{{y:.4g}}"
-                    + ("<br>%{text}" if text else "")
-                    + "<extra></extra>"
-                ),
-            )
-        )
-    if diagonal and math.isfinite(lo):
-        fig.add_trace(
-            go.Scatter(
-                x=[lo, hi],
-                y=[lo, hi],
-                mode="lines",
-                name="y = x",
-                line={"color": PALETTE[7], "dash": "dash", "width": 1.5},
-                hoverinfo="skip",
-            )
-        )
-    fig.update_layout(
-        title=title,
-        height=height,
-        template="plotly_white",
-        xaxis_title=x_title,
-        yaxis_title=y_title,
-        margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
-    )
-    if log:
-        fig.update_xaxes(type="log", exponentformat="power")
-        fig.update_yaxes(type="log", exponentformat="power")
-    return fig
-
-
-def rescaling_figure(
-    scales: Any,
-    traces: Mapping[str, Any],
-    *,
-    minima: Mapping[str, float] | None = None,
-    x_title: str = "rescaling factor α",
-    title: str | None = None,
-    height: int = 400,
-) -> go.Figure:
-    """Tr ∇²L along a family of function-preserving rescalings (log-log), with the minima.
-
-    ``traces`` maps a label (e.g. "layer-wise, α") to the traces at ``scales``; ``minima`` maps
-    a label to the minimum sharpness over the whole group, drawn as a dashed horizontal line.
-    The network's outputs are the same at every point of a curve (Dinh et al. 2017's argument
-    against the raw trace; the minimum over the group is Ibayashi et al. 2021's fix).
-    """
-    x = _to_numpy(scales).reshape(-1)
-    if x.size < 2 or not np.all(x > 0):
-        raise ValueError("scales must hold at least two positive numbers.")
-    if not isinstance(traces, Mapping) or not traces:
-        raise ValueError(
-            "traces must be a non-empty dict label -> values at the scales."
-        )
-    fig = go.Figure()
-    for i, (label, ys) in enumerate(traces.items()):
-        y = _to_numpy(ys).reshape(-1)
-        if y.size != x.size:
-            raise ValueError(
-                f"curve {label!r} has {y.size} values for {x.size} scales."
-            )
-        fig.add_trace(
-            go.Scatter(
-                x=_f32(x),
-                y=_f32(y),
-                mode="lines",
-                name=str(label),
-                line={"color": color_for(i), "width": 2.5},
-                hovertemplate=f"{label}<br>α = %{{x:.3g}}<br>Tr = %{{y:.4g}}"
-                "<extra></extra>",
-            )
-        )
-    for j, (label, value) in enumerate((minima or {}).items()):
-        fig.add_trace(
-            go.Scatter(
-                x=[float(x.min()), float(x.max())],
-                y=[value, value],
-                mode="lines",
-                name=f"{label}: {value:.4g}",
-                line={
-                    "color": color_for(len(traces) + j),
-                    "dash": "dash",
-                    "width": 1.5,
-                },
-                hoverinfo="skip",
-            )
-        )
-    fig.update_layout(
-        title=title,
-        height=height,
-        template="plotly_white",
-        xaxis_title=x_title,
-        yaxis_title="Tr ∇²L",
-        margin={"l": 60, "r": 20, "t": 60 if title else 30, "b": 50},
-        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
-    )
-    fig.update_xaxes(type="log", exponentformat="power")
-    fig.update_yaxes(type="log", exponentformat="power")
-    return fig
-
-
-def strip_figure(
-    rows: Sequence[Mapping[str, Any]],
-    x: str,
-    metrics: Sequence[str],
-    *,
-    color: str | None = None,
-    facet: str | None = None,
-    labels: Mapping[str, str] | None = None,
-    log: Sequence[str] = (),
-    title: str | None = None,
-    height_per_row: int = 260,
-) -> go.Figure:
-    """One point per run, grouped along x (e.g. the base optimizer), one column per metric.
-
-    ``color`` splits each x group (e.g. SAM vs the base optimizer alone; offset side by side),
-    ``facet`` gives one row of panels per value (e.g. the architecture). A short black bar marks
-    each group's mean, so the spread over seeds is visible next to the average. Metrics in
-    ``log`` get a log axis. ``labels`` renames metric keys / values in titles and legends.
-    """
-    if not rows:
-        raise ValueError("rows must hold at least one run.")
-    metrics = list(metrics)
-    names = dict(labels or {})
-    xs = list(dict.fromkeys(r[x] for r in rows))
-    colors = list(dict.fromkeys(r[color] for r in rows)) if color else [None]
-    facets = list(dict.fromkeys(r[facet] for r in rows)) if facet else [None]
-    titles = [
-        f"{names.get(str(f), f)}: {names.get(m, METRICS.get(m, (m,))[0])}"
-        if f is not None
-        else names.get(m, METRICS.get(m, (m,))[0])
-        for f in facets
-        for m in metrics
-    ]
-    fig = make_subplots(
-        rows=len(facets),
-        cols=len(metrics),
-        subplot_titles=titles,
-        horizontal_spacing=0.07,
-        vertical_spacing=0.12 if len(facets) > 1 else 0,
-    )
-    width = 0.7 / len(colors)
-    for fi, fv in enumerate(facets):
-        for mi, m in enumerate(metrics):
-            for ci, cv in enumerate(colors):
-                px, py, mx, my = [], [], [], []
-                for xi, xv in enumerate(xs):
-                    vals = [
-                        float(r[m])
-                        for r in rows
-                        if r[x] == xv
-                        and (color is None or r[color] == cv)
-                        and (facet is None or r[facet] == fv)
-                        and r.get(m) is not None
-                        and math.isfinite(float(r[m]))
-                    ]
-                    centre = xi + (ci - (len(colors) - 1) / 2) * width
-                    # a deterministic spread so coincident points stay visible
-                    offs = (
-                        np.linspace(-0.25, 0.25, len(vals)) * width
-                        if len(vals) > 1
-                        else [0.0]
-                    )
-                    px += [centre + o for o in offs[: len(vals)]]
-                    py += vals
-                    if vals:
-                        mx += [centre - 0.35 * width, centre + 0.35 * width, None]
-                        mean = float(np.mean(vals))
-                        my += [mean, mean, None]
-                label = names.get(str(cv), str(cv)) if cv is not None else m
-                first = fi == 0 and mi == 0
-                fig.add_trace(
-                    go.Scatter(
-                        x=px,
-                        y=py,
-                        mode="markers",
-                        name=label,
-                        legendgroup=label,
-                        showlegend=first,
-                        marker={"color": color_for(ci), "size": 7, "opacity": 0.75},
-                        hovertemplate=f"{label}<br>%{{y:.4g}}<extra></extra>",
-                    ),
-                    row=fi + 1,
-                    col=mi + 1,
-                )
-                fig.add_trace(
-                    go.Scatter(
-                        x=mx,
-                        y=my,
-                        mode="lines",
-                        showlegend=False,
-                        hoverinfo="skip",
-                        line={"color": "#111111", "width": 2},
-                    ),
-                    row=fi + 1,
-                    col=mi + 1,
-                )
-            fig.update_xaxes(
-                tickvals=list(range(len(xs))),
-                ticktext=[names.get(str(v), str(v)) for v in xs],
-                row=fi + 1,
-                col=mi + 1,
-            )
-            if m in log:
-                fig.update_yaxes(
-                    type="log", exponentformat="power", row=fi + 1, col=mi + 1
-                )
-    fig.update_layout(
-        title=title,
-        height=80 + height_per_row * len(facets),
-        template="plotly_white",
-        margin={"l": 50, "r": 20, "t": 70 if title else 40, "b": 40},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-    )
-    return fig

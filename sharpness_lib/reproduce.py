@@ -335,6 +335,32 @@ def reproduce(
     )
 
 
+def _progress_printer(todo: list[Job], workers: int | None, out):
+    """run_sweep's ``on_result``: a line per finished run with the runs done and running
+    and the time left, extrapolated from the share of the total cost done so far."""
+    costs = {j.relpath: j.cost() for j in todo}
+    total = sum(costs.values())
+    state = {"done": 0, "cost": 0.0, "t0": time.time()}
+
+    def on_result(row):
+        state["done"] += 1
+        state["cost"] += costs[Job(**row["job"]).relpath]
+        elapsed = time.time() - state["t0"]
+        left = (
+            elapsed / state["cost"] * (total - state["cost"]) if state["cost"] else 0.0
+        )
+        running = min(workers or len(todo), len(todo) - state["done"])
+        print(
+            f"[{state['done']}/{len(todo)} done, {running} running, ~{_fmt_seconds(left)} "
+            f"left] {row['job']['study']}/{row['job']['name']} seed {row['job']['seed']}: "
+            f"{row['status']}, test error {row['test_error']}, {row['seconds']:.0f} s",
+            file=out,
+            flush=True,
+        )
+
+    return on_result
+
+
 def run_plan(
     todo_all: list[Job],
     jobs: int = 2,
@@ -360,27 +386,7 @@ def run_plan(
     )
     if not todo:
         return {"planned": len(todo_all), "skipped": skipped, "ran": 0, "failed": []}
-    costs = {j.relpath: j.cost() for j in todo}
-    total = sum(costs.values())
-    state = {"done": 0, "cost": 0.0, "t0": time.time()}
-    workers = jobs if not scheduler else None
-
-    def on_result(row):
-        state["done"] += 1
-        state["cost"] += costs[Job(**row["job"]).relpath]
-        elapsed = time.time() - state["t0"]
-        left = (
-            elapsed / state["cost"] * (total - state["cost"]) if state["cost"] else 0.0
-        )
-        running = min(workers or len(todo), len(todo) - state["done"])
-        print(
-            f"[{state['done']}/{len(todo)} done, {running} running, ~{_fmt_seconds(left)} "
-            f"left] {row['job']['study']}/{row['job']['name']} seed {row['job']['seed']}: "
-            f"{row['status']}, test error {row['test_error']}, {row['seconds']:.0f} s",
-            file=out,
-            flush=True,
-        )
-
+    on_result = _progress_printer(todo, jobs if not scheduler else None, out)
     points = [{"job": dataclasses.asdict(j)} for j in todo]
     client = None
     if scheduler:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -138,6 +139,24 @@ def _collect(result, cid, config, ok, out, seconds, on_result):
         on_result({**cfg, **out, "seconds": seconds})
 
 
+def _check_args(base, n_jobs, backend, train_fn):
+    """One-sentence errors for bad arguments of :func:`run_sweep`; returns the train_fn."""
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}."
+        )
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
+        raise ValueError(
+            f"n_jobs must be a nonzero whole number (-1: all cores); got {n_jobs!r}."
+        )
+    if not isinstance(base, dict):
+        raise TypeError(f"base must be a dict of settings; got {type(base).__name__}.")
+    train_fn = train_fn or _default_train_fn()
+    if not callable(train_fn):
+        raise TypeError(f"train_fn must be callable; got {train_fn!r}.")
+    return train_fn
+
+
 def run_sweep(
     base: dict,
     grid: dict,
@@ -154,19 +173,7 @@ def run_sweep(
     ``on_result(row)`` is called in the calling process as each config finishes (row = config +
     everything ``train_fn`` returned + ``seconds``), e.g. to save or plot partial results.
     """
-    if backend not in BACKENDS:
-        raise ValueError(
-            f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}."
-        )
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
-        raise ValueError(
-            f"n_jobs must be a nonzero whole number (-1: all cores); got {n_jobs!r}."
-        )
-    if not isinstance(base, dict):
-        raise TypeError(f"base must be a dict of settings; got {type(base).__name__}.")
-    train_fn = train_fn or _default_train_fn()
-    if not callable(train_fn):
-        raise TypeError(f"train_fn must be callable; got {train_fn!r}.")
+    train_fn = _check_args(base, n_jobs, backend, train_fn)
     configs = expand_grid(base, grid)
     result = SweepResult()
     bar = None
@@ -190,29 +197,7 @@ def run_sweep(
         elif backend == "loky":
             _run_loky(train_fn, configs, n_jobs, handle, done_ids)
         elif backend == "dask":
-            from distributed import as_completed, get_client
-
-            client = client or get_client()
-            futs = {
-                client.submit(_tagged, train_fn, cid, cfg, pure=False): cid
-                for cid, cfg in enumerate(configs)
-            }
-            try:
-                for fut in as_completed(list(futs)):
-                    cid = futs[fut]
-                    try:
-                        _, ok, out, seconds = fut.result()
-                    except Exception as exc:  # worker died, task cancelled, ...
-                        ok, out, seconds = (
-                            False,
-                            f"{type(exc).__name__}: {exc}",
-                            float("nan"),
-                        )
-                    handle(cid, ok, out, seconds)
-            finally:
-                pending = [f for f, cid in futs.items() if cid not in done_ids]
-                if pending:
-                    client.cancel(pending)
+            _run_dask(client, train_fn, configs, handle, done_ids)
     except KeyboardInterrupt:
         result.interrupted = True
     except Exception as exc:  # the pool itself broke (e.g. a worker was killed)
@@ -231,11 +216,80 @@ def run_sweep(
     return result
 
 
+def _run_dask(client, train_fn, configs, handle, done_ids) -> None:
+    """Run on a Dask cluster (``client`` or the current default one); whatever has not
+    finished when this returns or raises (Ctrl-C) is cancelled."""
+    from distributed import as_completed, get_client
+
+    client = client or get_client()
+    futs = {
+        client.submit(_tagged, train_fn, cid, cfg, pure=False): cid
+        for cid, cfg in enumerate(configs)
+    }
+    try:
+        for fut in as_completed(list(futs)):
+            cid = futs[fut]
+            try:
+                _, ok, out, seconds = fut.result()
+            except Exception as exc:  # worker died, task cancelled, ...
+                ok, out, seconds = (
+                    False,
+                    f"{type(exc).__name__}: {exc}",
+                    float("nan"),
+                )
+            handle(cid, ok, out, seconds)
+    finally:
+        pending = [f for f, cid in futs.items() if cid not in done_ids]
+        if pending:
+            client.cancel(pending)
+
+
 def _tagged(train_fn, cid, config, marker_dir=None):
     if marker_dir is not None:  # "started": tells a crash's suspects from the untouched
         with open(os.path.join(marker_dir, str(cid)), "w"):
             pass
     return (cid, *_safe_call(train_fn, config))
+
+
+def _ship_by_value() -> None:
+    """Have loky's cloudpickle ship this module's functions (_tagged, _safe_call) by value:
+    a worker then imports only what train_fn needs, not the whole package with torch
+    (seconds per new worker, and a crash means new workers)."""
+    try:
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    except (ImportError, AttributeError):
+        pass
+
+
+def _loky_pool(train_fn, configs, batch, n_jobs, marker_dir, handle):
+    """Run ``batch`` (config ids) in one loky pool, handling results as they stream in.
+
+    Returns None when the pool finished, or the exception when a worker died and took the
+    pool down (loky's TerminatedWorkerError / BrokenProcessPool); any other error is raised.
+    """
+    from joblib import Parallel, delayed
+
+    for cid in batch:
+        marker = os.path.join(marker_dir, str(cid))
+        if os.path.exists(marker):
+            os.remove(marker)
+    par = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator_unordered")
+    # each task returns its own id so results can be matched while streaming in
+    gen = par(
+        delayed(_tagged)(train_fn, cid, configs[cid], marker_dir) for cid in batch
+    )
+    try:
+        for cid, ok, out, seconds in gen:
+            handle(cid, ok, out, seconds)
+    except Exception as exc:  # noqa: BLE001 - the pool broke: a worker died
+        if type(exc).__name__ not in ("TerminatedWorkerError", "BrokenProcessPool"):
+            raise
+        return exc
+    finally:
+        gen.close()  # on interrupt: abort the remaining tasks
+    return None
 
 
 def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
@@ -248,19 +302,7 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
     pool; one that dies alone is reported failed. Every crash isolates at least one config,
     so this terminates.
     """
-    import sys
-
-    from joblib import Parallel, delayed
-
-    try:  # what loky pickles tasks with
-        import cloudpickle
-
-        # ship _tagged/_safe_call by value: a worker then imports only what train_fn needs
-        # (not the whole package with torch: seconds per new worker, and a crash means new
-        # workers)
-        cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    except (ImportError, AttributeError):
-        pass
+    _ship_by_value()
     marker_dir = tempfile.mkdtemp(prefix="sweep-started-")
     try:
         queue = list(range(len(configs)))  # to run in a shared pool
@@ -268,51 +310,31 @@ def _run_loky(train_fn, configs, n_jobs, handle, done_ids) -> None:
         while queue or suspects:
             alone = not queue
             batch = [suspects.pop(0)] if alone else queue
-            for cid in batch:
-                marker = os.path.join(marker_dir, str(cid))
-                if os.path.exists(marker):
-                    os.remove(marker)
             # (a lone suspect still goes to a worker process: n_jobs=1 would run it here)
-            par = Parallel(
-                n_jobs=2 if alone else n_jobs,
-                backend="loky",
-                return_as="generator_unordered",
+            crash = _loky_pool(
+                train_fn, configs, batch, 2 if alone else n_jobs, marker_dir, handle
             )
-            # each task returns its own id so results can be matched while streaming in
-            gen = par(
-                delayed(_tagged)(train_fn, cid, configs[cid], marker_dir)
-                for cid in batch
-            )
-            try:
-                for cid, ok, out, seconds in gen:
-                    handle(cid, ok, out, seconds)
-                queue = [] if not alone else queue
-            except Exception as exc:  # noqa: BLE001 - the pool broke: a worker died
-                if type(exc).__name__ not in (
-                    "TerminatedWorkerError",
-                    "BrokenProcessPool",
-                ):
-                    raise
-                left = [cid for cid in batch if cid not in done_ids]
-                if alone:
-                    for cid in left:
-                        handle(
-                            cid,
-                            False,
-                            "the worker running this config died "
-                            f"(killed, e.g. out of memory, or crashed): {exc}",
-                            float("nan"),
-                        )
-                    continue
-                started = {
-                    cid
-                    for cid in left
-                    if os.path.exists(os.path.join(marker_dir, str(cid)))
-                }
-                suspects += sorted(started)
-                queue = [cid for cid in left if cid not in started]
-            finally:
-                gen.close()  # on interrupt: abort the remaining tasks
+            if crash is None:
+                queue = []
+                continue
+            left = [cid for cid in batch if cid not in done_ids]
+            if alone:
+                for cid in left:
+                    handle(
+                        cid,
+                        False,
+                        "the worker running this config died "
+                        f"(killed, e.g. out of memory, or crashed): {crash}",
+                        float("nan"),
+                    )
+                continue
+            started = {
+                cid
+                for cid in left
+                if os.path.exists(os.path.join(marker_dir, str(cid)))
+            }
+            suspects += sorted(started)
+            queue = [cid for cid in left if cid not in started]
     finally:
         shutil.rmtree(marker_dir, ignore_errors=True)
 
