@@ -235,17 +235,37 @@ def optimizer_study(
     (architecture, width, epochs, init, ``stop_loss`` ...); ``lrs`` maps an optimizer name to
     its learning rate, or a (label, optimizer) pair to an override; ``options`` maps an
     optimizer name to its ``optimizer_options`` (e.g. ``{"adabound": {"final_lr": 0.01}}``).
-    Runs go through
-    :func:`sharpness_lib.sweep.run_sweep`; returns ``(rows, failed)``: one tidy row per run
-    (label, arch, optimizer, method "1-SAM" / "alone", seed, the final metrics including
-    ``min_sharpness`` where the library has it, and ``generalization_gap``), and the
-    sweep's failures as (config, message) pairs.
+    Runs go through :func:`sharpness_lib.sweep.run_sweep`; returns ``(rows, failed)``: one
+    tidy row per run (label, arch, optimizer, method "1-SAM" / "alone", seed, the final
+    metrics including ``min_sharpness`` where the library has it, and
+    ``generalization_gap``), and the sweep's failures as (config, message) pairs.
     """
-    from .correlation import generalization_gap
     from .optimizers import BASE_OPTIMIZERS
     from .sweep import run_sweep
 
-    optimizers = tuple(optimizers or BASE_OPTIMIZERS)
+    points, labels = _study_points(
+        bases, lrs, tuple(optimizers or BASE_OPTIMIZERS), options or {}, seeds, rho
+    )
+    res = run_sweep(
+        {},
+        points,
+        train_fn=_one_thread_run,
+        n_jobs=n_jobs,
+        backend=backend,
+        progress=progress,
+    )
+    rows = [
+        _study_row(r, labels[r["config_id"]])
+        for r in sorted(res.finished, key=lambda r: r["config_id"])
+    ]
+    return rows, res.failed
+
+
+def _study_points(
+    bases: dict, lrs: dict, optimizers: tuple, options: dict, seeds, rho: float
+) -> tuple[list[dict], list[str]]:
+    """The study's configs (as dicts, validated) and the label of each: per label, base
+    optimizer, method (1-SAM, then the optimizer alone) and seed."""
     points, labels = [], []
     for label, cfg in bases.items():
         for opt in optimizers:
@@ -265,43 +285,35 @@ def optimizer_study(
                         phases=(),
                         rho=rho if algo == "sam1" else 0.0,
                         seed=seed,
-                        optimizer_options=(options or {}).get(
-                            opt, cfg.optimizer_options
-                        ),
+                        optimizer_options=options.get(opt, cfg.optimizer_options),
                     ).validate()
                     points.append(c.to_dict())
                     labels.append(label)
-    res = run_sweep(
-        {},
-        points,
-        train_fn=_one_thread_run,
-        n_jobs=n_jobs,
-        backend=backend,
-        progress=progress,
-    )
-    rows = []
-    for r in sorted(res.finished, key=lambda r: r["config_id"]):
-        rows.append(
-            {
-                "label": labels[r["config_id"]],
-                "arch": r["arch"],
-                "optimizer": r["optimizer"],
-                "method": "1-SAM" if r["algo"] == "sam1" else "alone",
-                "seed": r["seed"],
-                "lr": r["lr"],
-                "epoch": r["epoch"],
-                "status": r["status"],
-                **{
-                    k: r.get(k, float("nan"))
-                    for k in (
-                        "train_loss",
-                        "train_error",
-                        "test_error",
-                        "hessian_trace",
-                        "min_sharpness",
-                    )
-                },
-                "generalization_gap": generalization_gap(r),
-            }
-        )
-    return rows, res.failed
+    return points, labels
+
+
+def _study_row(r: dict, label: str) -> dict:
+    """One finished run of the study as a tidy row (NaN for metrics it does not have)."""
+    from .correlation import generalization_gap
+
+    return {
+        "label": label,
+        "arch": r["arch"],
+        "optimizer": r["optimizer"],
+        "method": "1-SAM" if r["algo"] == "sam1" else "alone",
+        "seed": r["seed"],
+        "lr": r["lr"],
+        "epoch": r["epoch"],
+        "status": r["status"],
+        **{
+            k: r.get(k, float("nan"))
+            for k in (
+                "train_loss",
+                "train_error",
+                "test_error",
+                "hessian_trace",
+                "min_sharpness",
+            )
+        },
+        "generalization_gap": generalization_gap(r),
+    }

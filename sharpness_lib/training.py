@@ -1,9 +1,8 @@
 """Training runs: GD/SGD with weight decay, 1-SAM and m-SAM, multi-phase schedules.
 
-:class:`TrainConfig` holds one run's settings (the paper's Table 2 columns plus the
-choices the paper leaves open: initialization scale, Sim-LN's eps, test-set size);
-:func:`train` runs it and returns a :class:`TrainResult` whose ``history`` has one
-record per log point. Two interchangeable paths execute the steps:
+:func:`train` runs a :class:`~sharpness_lib.config.TrainConfig` and returns a
+:class:`TrainResult` whose ``history`` has one record per log point (what a record holds:
+:mod:`sharpness_lib.measures`). Two interchangeable paths execute the steps:
 
 * ``engine="reference"``: plain torch -- the :class:`~sharpness_lib.sam.SAM` optimizer
   over ``torch.optim.SGD`` (or another base), one forward/backward per pass.
@@ -24,7 +23,6 @@ stops between chunks (a fraction of a second) with ``status == "stopped"``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -33,368 +31,33 @@ import numpy as np
 import torch
 
 from . import optimizers
-from ._validation import (
-    ALGO_ALIASES,
-    ALGOS,
-    ARCH_NAMES,
-    ARCHS,
-    DATASETS,
-    LOSSES,
-    MAX_ABS_INIT,
-    MAX_SEED,
-    check_choice,
-    check_float,
-    check_int,
-    check_n,
-)
-from .data import (
-    DEFAULT_TEST_SAMPLES,
-    ParityXor,
-    TestSet,
-    make_dataset,
-    make_test_set,
-    sample_hypercube,
-)
-from .limits import check_memory, divergence_hint, exact_test_error
+from ._validation import check_choice, check_int
+from .config import BASE_OPTIMIZERS, Phase, TrainConfig
+from .data import ParityXor, make_dataset, make_test_set
+from .limits import check_memory, divergence_hint
 from .losses import mean_loss
-from .memorization import ARCHS as MEMORIZATION_ARCHS
-from .memorization import activation_stats
-from .min_sharpness import minimum_sharpness
+from .measures import RunLog, measure
 from .models import TwoLayerNet, make_model, numpy_params
 from .sam import SAM
-from .sharpness import hessian_trace
 
-BASE_OPTIMIZERS = tuple(optimizers.BASE_OPTIMIZERS)  # names; specs in optimizers.py
+# the public names; TrainConfig, Phase, BASE_OPTIMIZERS (config.py) and measure
+# (measures.py) stay importable from here, where the CLI, chapters and tests look for them
+__all__ = [
+    "BASE_OPTIMIZERS",
+    "ENGINES",
+    "EpochOrders",
+    "Phase",
+    "TrainConfig",
+    "TrainResult",
+    "build_model",
+    "engine_supports",
+    "measure",
+    "project_first_layer",
+    "run_config",
+    "train",
+]
+
 ENGINES = ("auto", "reference", "numba")
-LOG_SPACINGS = ("linear", "log")
-# "log" spacing adds epochs round(10^(k/10)): 10 points a decade, so a 6e5-epoch run's first
-# hundred epochs are as visible on a log axis as its last hundred thousand
-LOG_POINTS_PER_DECADE = 10
-FRESH_POINTS = 2000  # fresh test points for the memorization diagnostics
-
-
-@dataclass(frozen=True)
-class Phase:
-    """One stage of a schedule: ``epochs`` at learning rate ``lr`` and SAM radius ``rho``."""
-
-    epochs: int
-    lr: float
-    rho: float = 0.0
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one run. ``phases`` (if given) replaces (epochs, lr, rho).
-
-    ``eps`` is Sim-LN's floor and, for ``arch`` "bn"/"ln" (standard BatchNorm/LayerNorm),
-    the normalization eps (torch's default 1e-5). ``dataset`` picks the distribution:
-    "xor" (P_xor) or "ball" (Figure 7; then n is not limited to 2^d and the history also
-    records the test squared error ``test_mse``).
-
-    ``algo``: "sam1" (1-SAM), "msam" (m-SAM), "gd" (full batch) or "sgd" (mini-batch steps)
-    -- the last two without SAM, i.e. the base ``optimizer`` alone: ``algo="sgd",
-    optimizer="adam"`` is Adam alone. ``algo="alone"`` says that explicitly and is validated
-    to "sgd".
-    """
-
-    arch: str = "bias"
-    d: int = 30
-    n: int = 100
-    width: int = 512
-    algo: str = "sam1"
-    lr: float = 0.01
-    rho: float = 0.05
-    wd: float = 0.0
-    epochs: int = 1000
-    batch_size: int | None = None
-    seed: int = 0
-    init_scale: float = 1.0
-    first_layer_scale: float = 1.0
-    depth: int = 3
-    eps: float = (
-        1e-5  # Sim-LN's floor; the normalization eps of "bn" and "ln" (torch's 1e-5)
-    )
-    gamma_init: float = 1.0
-    loss: str = "mse"
-    label_smoothing: float = 0.0
-    project_norm: float | None = None
-    phases: tuple[Phase, ...] = ()
-    log_every: int | None = None
-    test_samples: int = DEFAULT_TEST_SAMPLES
-    optimizer: str = "sgd"
-    stop_loss: float | None = None  # end at the first log point with train loss <= this
-    # hyperparameters of the base optimizer other than lr / weight decay (e.g. AdaBound's
-    # final_lr, heavy ball's momentum); defaults in sharpness_lib.optimizers.BASE_OPTIMIZERS
-    optimizer_options: dict = field(default_factory=dict)
-    dataset: str = (
-        "xor"  # "xor" (P_xor, Section 2) | "ball" (Figure 7: unit ball, |x1|-|x2|)
-    )
-    # log points: every log_every epochs ("linear"), plus a geometric grid ("log") for
-    # long runs drawn on a log-epoch axis (stored paper-scale results)
-    log_spacing: str = "linear"
-    # also log the activation statistics of sharpness_lib.memorization (ReLU 2-layer nets)
-    memorization: bool = False
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from a plain dict (as in JSON or a sweep grid); unknown keys are refused."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(
-                f"unknown setting {unknown[0]!r}; valid settings: "
-                f"{', '.join(sorted(names))}."
-            )
-        values = dict(values)
-        if "phases" in values:
-            values["phases"] = tuple(_phase_from(p) for p in values["phases"] or ())
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["phases"] = [dataclasses.asdict(p) for p in self.phases]
-        return out
-
-    def replace(self, **changes) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-    def validate(self) -> TrainConfig:
-        """Check every field; return a copy with defaults resolved (batch size, log step).
-
-        Raises ValueError with one sentence naming the bad value and the valid range.
-        """
-        c = dataclasses.replace(self)
-        check_choice("arch", c.arch, ARCHS)
-        check_choice("algo", c.algo, (*ALGOS, *ALGO_ALIASES))  # before hashing it
-        c.algo = ALGO_ALIASES.get(
-            c.algo, c.algo
-        )  # "alone" = the base optimizer's steps
-        check_choice("loss", c.loss, LOSSES)
-        check_choice("optimizer", c.optimizer, BASE_OPTIMIZERS)
-        check_choice("dataset", c.dataset, DATASETS)
-        check_choice("log_spacing", c.log_spacing, LOG_SPACINGS)
-        if not isinstance(c.memorization, bool):
-            raise ValueError(
-                f"memorization must be True or False; got {c.memorization!r}."
-            )
-        if c.memorization and (c.arch not in MEMORIZATION_ARCHS or c.dataset != "xor"):
-            raise ValueError(
-                "memorization diagnostics cover archs "
-                f"{', '.join(MEMORIZATION_ARCHS)} on the xor data; got arch "
-                f"{c.arch!r} with dataset {c.dataset!r}."
-            )
-        c.d = check_int("d", c.d, 2)
-        c.n = check_n(c.n, c.d) if c.dataset == "xor" else check_int("n", c.n, 1)
-        c.width = check_int("width", c.width, 1)
-        c.seed = check_int("seed", c.seed, 0, MAX_SEED)
-        c.wd = check_float("wd (weight decay)", c.wd, 0.0)
-        c.init_scale = check_float(
-            "init_scale", c.init_scale, 0.0, MAX_ABS_INIT, low_open=True
-        )
-        c.first_layer_scale = check_float(
-            "first_layer_scale", c.first_layer_scale, 0.0, MAX_ABS_INIT, low_open=True
-        )
-        c.depth = check_int("depth", c.depth, 2)
-        c.eps = check_float("eps", c.eps, 0.0, low_open=True)
-        c.gamma_init = check_float(
-            "gamma_init", c.gamma_init, -MAX_ABS_INIT, MAX_ABS_INIT
-        )
-        c.label_smoothing = check_float("label_smoothing", c.label_smoothing, 0.0, 1.0)
-        c.test_samples = check_int("test_samples", c.test_samples, 1)
-        if c.stop_loss is not None:
-            c.stop_loss = check_float("stop_loss", c.stop_loss, 0.0, low_open=True)
-        # names, types and ranges, for the engine and the reference path alike
-        c.optimizer_options = optimizers.validate_options(
-            c.optimizer, c.optimizer_options
-        )
-        if c.project_norm is not None:
-            c.project_norm = check_float(
-                "project_norm", c.project_norm, 0.0, low_open=True
-            )
-        if c.phases:
-            c.phases = tuple(_phase_from(p) for p in c.phases)
-            c.phases = tuple(
-                Phase(
-                    check_int("phase epochs", p.epochs, 0),
-                    check_float("lr", p.lr, 0.0, low_open=True),
-                    check_float("rho", p.rho, 0.0),
-                )
-                for p in c.phases
-            )
-            c.epochs = sum(p.epochs for p in c.phases)
-        else:
-            c.epochs = check_int("epochs", c.epochs, 0)
-            c.lr = check_float("lr", c.lr, 0.0, low_open=True)
-            c.rho = check_float("rho", c.rho, 0.0)
-        default_batch = {"gd": c.n, "sgd": 1, "sam1": 1, "msam": None}[c.algo]
-        if c.batch_size is None:
-            if default_batch is None:
-                raise ValueError("algo 'msam' needs a batch_size between 1 and n.")
-            c.batch_size = default_batch
-        c.batch_size = check_int("batch_size", c.batch_size, 1, c.n)
-        if c.algo == "sam1" and c.batch_size != 1:
-            raise ValueError(
-                f"algo 'sam1' uses batch size 1; got batch_size {c.batch_size} "
-                "(use algo 'msam' for SAM with larger batches)."
-            )
-        if c.algo == "gd" and c.batch_size != c.n:
-            raise ValueError(
-                f"algo 'gd' is full batch (batch_size = n = {c.n}); got "
-                f"batch_size {c.batch_size} (use algo 'sgd' for minibatches)."
-            )
-        if c.log_every is None:
-            c.log_every = max(1, c.epochs // 100)
-        c.log_every = check_int("log_every", c.log_every, 1)
-        return c
-
-    def schedule(self) -> list[Phase]:
-        return (
-            list(self.phases)
-            if self.phases
-            else [Phase(self.epochs, self.lr, self.rho)]
-        )
-
-    def next_log_epoch(self, epoch: int) -> int:
-        """The first log point after ``epoch`` (phase ends are log points too, see train).
-
-        Depends only on ``epoch``, ``log_every`` and ``log_spacing``, not on the total
-        length, so a run stopped early logs a prefix of the full run's history.
-        """
-        nxt = (epoch // self.log_every + 1) * self.log_every
-        if self.log_spacing == "log":
-            nxt = min(nxt, _geometric_epoch(epoch))
-        return nxt
-
-    def summary(self) -> dict:
-        """The settings that matter for this run, in reading order (for captions).
-
-        Architecture-specific options appear only where they apply and when they differ from
-        the default; a multi-phase schedule appears as ``schedule`` instead of lr/rho/epochs.
-        """
-        c = self.validate()
-        out = {
-            "arch": ARCH_NAMES[c.arch],
-            "width": c.width,
-            "algo": {"gd": "GD", "sgd": "SGD", "sam1": "1-SAM", "msam": "m-SAM"}[
-                c.algo
-            ],
-        }
-        if c.optimizer != "sgd":  # e.g. "Adam" alone, "1-SAM over Adam"
-            base = optimizers.get_spec(c.optimizer).label
-            out["algo"] = {
-                "gd": f"{base} alone, full batch",
-                "sgd": f"{base} alone",
-                "sam1": f"1-SAM over {base}",
-                "msam": f"m-SAM over {base}",
-            }[c.algo]
-        if c.algo in ("sgd", "msam"):
-            out["batch_size"] = c.batch_size
-        if c.phases:
-            out["schedule"] = [
-                f"{p.epochs} ep @ lr {p.lr:g}"
-                + (f", rho {p.rho:g}" if c.algo in ("sam1", "msam") else "")
-                for p in c.phases
-            ]
-        else:
-            out["lr"] = c.lr
-            if c.algo in ("sam1", "msam"):
-                out["rho"] = c.rho
-            out["epochs"] = c.epochs
-        out["wd"] = c.wd
-        out["init_scale"] = c.init_scale
-        extras = {
-            "first_layer_scale": (c.first_layer_scale, 1.0),
-            "project_norm": (c.project_norm, None),
-            "loss": (c.loss, "mse"),
-            "stop_loss": (c.stop_loss, None),
-            "optimizer_options": (c.optimizer_options, {}),
-        }
-        if c.arch == "sbn":
-            extras["gamma_init"] = (c.gamma_init, None)
-        if c.arch == "sln":
-            extras["eps"] = (c.eps, None)
-        if c.arch in ("bn", "ln"):
-            extras["gamma_init"] = (c.gamma_init, 1.0)
-            extras["eps"] = (c.eps, 1e-5)
-        if c.arch == "deep_bias":
-            extras["depth"] = (c.depth, None)
-        if c.loss == "logistic":
-            extras["label_smoothing"] = (c.label_smoothing, None)
-        out.update({k: v for k, (v, default) in extras.items() if v != default})
-        if c.dataset != "xor":
-            out["dataset"] = c.dataset
-        out.update(d=c.d, n=c.n, seed=c.seed)
-        if c.dataset != "xor" or not exact_test_error(c.d, c.test_samples):
-            out["test_samples"] = c.test_samples
-        return out
-
-    def describe(self) -> str:
-        """One line naming what is run, for captions and logs."""
-        phases = " then ".join(
-            f"{p.epochs} ep at lr {p.lr:g}"
-            + (f", rho {p.rho:g}" if self.algo in ("sam1", "msam") else "")
-            for p in self.schedule()
-        )
-        algo = {
-            "gd": "GD",
-            "sgd": "SGD",
-            "sam1": "1-SAM",
-            "msam": f"{self.batch_size}-SAM",
-        }[self.algo]
-        if self.optimizer != "sgd":
-            algo = self.summary()["algo"]
-        wd = f", wd {self.wd:g}" if self.wd else ""
-        extra = "".join(
-            f", {k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f", {k} {v}"
-            for k, v in self.summary().items()
-            if k
-            in (
-                "first_layer_scale",
-                "project_norm",
-                "gamma_init",
-                "depth",
-                "loss",
-                "label_smoothing",
-                "optimizer",
-                "dataset",
-            )
-        )
-        return (
-            f"{ARCH_NAMES[self.arch]}, width {self.width}, {algo}{wd}: {phases}; "
-            f"d={self.d}, n={self.n}, init x{self.init_scale:g}{extra}, seed {self.seed}"
-        )
-
-
-def _geometric_epoch(epoch: int) -> int:
-    """The smallest round(10^(k / LOG_POINTS_PER_DECADE)) larger than ``epoch``."""
-    k = max(0, int(math.floor(LOG_POINTS_PER_DECADE * math.log10(max(epoch, 1)))) - 1)
-    while round(10 ** (k / LOG_POINTS_PER_DECADE)) <= epoch:
-        k += 1
-    return round(10 ** (k / LOG_POINTS_PER_DECADE))
-
-
-def fresh_points(cfg: TrainConfig) -> torch.Tensor:
-    """The FRESH_POINTS hypercube points of the memorization diagnostics (own seed stream)."""
-    rng = np.random.default_rng([cfg.seed, 0xF2E5])
-    return torch.as_tensor(
-        sample_hypercube(FRESH_POINTS, cfg.d, rng), dtype=torch.float64
-    )
-
-
-def _phase_from(p) -> Phase:
-    """A Phase from a Phase or a dict {"epochs", "lr", "rho" (optional)}."""
-    if isinstance(p, Phase):
-        return p
-    if (
-        not isinstance(p, dict)
-        or not {"epochs", "lr"} <= set(p)
-        or set(p) - {"epochs", "lr", "rho"}
-    ):
-        raise ValueError(
-            "each phase must be a dict with keys epochs, lr and optionally rho; "
-            f"got {p!r}."
-        )
-    return Phase(**p)
 
 
 class EpochOrders:
@@ -608,64 +271,6 @@ def _loss_is_finite(model, data: ParityXor, cfg: TrainConfig) -> bool:
         )
 
 
-def sharpness_measures(model, data: ParityXor, cfg: TrainConfig) -> tuple[float, float]:
-    """(exact Tr nabla^2 L, per-neuron minimum sharpness) at the current point, the trace
-    computed once (``minimum_sharpness`` evaluates it anyway).
-
-    Softplus nets have no function-preserving rescaling (softplus is not positively
-    homogeneous), so the minimum over their trivial group is the trace itself. Sim-LN has
-    only the layer-wise symmetry, which :func:`minimum_sharpness` then uses.
-    """
-    if cfg.arch == "softplus":
-        trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
-        return trace, trace
-    ms = minimum_sharpness(
-        model, data.x, data.y, "neuron", cfg.loss, cfg.label_smoothing
-    )
-    return ms.trace, ms.value
-
-
-def measure(
-    model,
-    data: ParityXor,
-    testset: TestSet,
-    cfg: TrainConfig,
-    min_sharpness: bool = True,
-    x_fresh: torch.Tensor | None = None,
-) -> dict:
-    """Train loss, train/test zero-one error, the exact Tr nabla^2 L, (if asked) the
-    minimum sharpness, and with ``x_fresh`` the memorization diagnostics at the current
-    point."""
-    with torch.no_grad():
-        f = model(data.x)
-        loss = float(mean_loss(f, data.y, cfg.loss, cfg.label_smoothing))
-        # written as "not > 0" so that a NaN output counts as an error, not as correct
-        train_err = float((~(f * data.y > 0)).to(torch.float64).mean())
-    te = testset.error(model)
-    extra = {}
-    if cfg.dataset != "xor":  # real-valued labels: the test squared error too
-        tm = testset.mse(model)
-        extra = {"test_mse": tm.value, "test_mse_se": tm.stderr}
-    if not math.isfinite(loss):
-        trace = float("nan")
-        if min_sharpness:
-            extra["min_sharpness"] = float("nan")
-    elif min_sharpness:
-        trace, extra["min_sharpness"] = sharpness_measures(model, data, cfg)
-    else:
-        trace = hessian_trace(model, data.x, data.y, cfg.loss, cfg.label_smoothing)
-    if x_fresh is not None:
-        extra.update(activation_stats(model, data.x, x_fresh))
-    return {
-        "train_loss": loss,
-        "train_error": train_err,
-        "test_error": te.value,
-        "test_error_se": te.stderr,
-        "hessian_trace": trace,
-        **extra,
-    }
-
-
 def train(
     config: TrainConfig | dict,
     *,
@@ -683,6 +288,41 @@ def train(
     "stopped"), with a history equal to the full run's up to E (used to re-check stored
     paper-scale results against the code).
     """
+    cfg, use_engine, until = _prepare(config, engine, until)
+    data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
+    model = build_model(cfg, data)
+    testset = make_test_set(
+        cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples
+    )
+    runner = (_EngineRunner if use_engine else _ReferenceRunner)(cfg, model, data)
+    orders = EpochOrders(cfg.n, cfg.seed)
+    bar = _progress_bar(cfg) if progress else None
+    runlog = RunLog(cfg, model, data, testset, callback)
+    t_start = time.perf_counter()
+    runlog.log(0, 0, cfg.schedule()[0])
+    status, message = _run_schedule(runner, orders, runlog, bar, should_stop, until)
+    if status == "completed":
+        status, message = _completed_status(runlog, message)
+    runlog.finish(prefix=until is not None)
+    if bar is not None:
+        bar.close()
+    return TrainResult(
+        cfg,
+        runlog.history,
+        model,
+        data,
+        status,
+        message,
+        runner.name,
+        time.perf_counter() - t_start,
+    )
+
+
+def _prepare(
+    config: TrainConfig | dict, engine: str, until: int | None
+) -> tuple[TrainConfig, bool, int | None]:
+    """(validated config, whether the compiled engine runs it, checked ``until``); refuses
+    up front, in one sentence, what cannot run."""
     cfg = (
         TrainConfig.from_dict(config) if isinstance(config, dict) else config
     ).validate()
@@ -697,124 +337,86 @@ def train(
     check_memory(cfg)  # refuse up front what cannot fit, instead of a MemoryError later
     if until is not None:
         until = check_int("until", until, 1, cfg.epochs)
-    data = make_dataset(cfg.dataset, cfg.d, cfg.n, cfg.seed)
-    model = build_model(cfg, data)
-    testset = make_test_set(
-        cfg.dataset, cfg.d, seed=cfg.seed, num_samples=cfg.test_samples
-    )
-    runner = (_EngineRunner if use_engine else _ReferenceRunner)(cfg, model, data)
-    orders = EpochOrders(cfg.n, cfg.seed)
-    history: list[dict] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    return cfg, use_engine, until
 
-        bar = tqdm(
-            total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False
-        )
 
-    def log(epoch: int, phase_index: int, phase: Phase) -> None:
-        rec = {
-            "epoch": epoch,
-            **measure(model, data, testset, cfg, every_point_ms, x_fresh),
-            "phase": phase_index,
-            "lr": phase.lr,
-            "rho": phase.rho,
-        }
-        history.append(rec)
-        if callback is not None:
-            callback(rec)
+def _progress_bar(cfg: TrainConfig):
+    from tqdm.auto import tqdm
 
-    # the deep nets' per-neuron minimum needs a Newton solve (~0.4 s at width 128): final only
-    every_point_ms = cfg.arch != "deep_bias"
-    x_fresh = fresh_points(cfg) if cfg.memorization else None
-    t_start = time.perf_counter()
-    schedule = cfg.schedule()
-    log(0, 0, schedule[0])
-    status, message, epoch = "completed", "", 0
-    for pi, phase in enumerate(schedule):
+    return tqdm(total=cfg.epochs, unit="epoch", desc=cfg.describe()[:60], leave=False)
+
+
+def _run_schedule(
+    runner, orders: EpochOrders, runlog: RunLog, bar, should_stop, until: int | None
+) -> tuple[str, str]:
+    """Step through the phases in chunks, logging at the log points; (status, message).
+
+    A chunk ends at the next log point, phase end or ``until``, and is at most
+    ``runner.chunk_epochs`` long, so ``should_stop`` is polled often. Ends early at a
+    divergence, at ``stop_loss`` (status "completed" with a message), at ``until`` or
+    when ``should_stop()`` is true.
+    """
+    cfg = runlog.cfg
+    epoch = 0
+    for pi, phase in enumerate(cfg.schedule()):
         end = epoch + phase.epochs
-        while epoch < end and status == "completed":
+        while epoch < end:
             next_log = min(end, cfg.next_log_epoch(epoch))
             if until is not None:
                 next_log = min(next_log, until)
             k = min(next_log - epoch, runner.chunk_epochs)
-            snapshot = [p.detach().clone() for p in model.parameters()]
-            finite = runner.run(orders.take(k), phase) and _loss_is_finite(
-                model, data, cfg
-            )
-            if not finite:
-                with torch.no_grad():
-                    for p, s in zip(model.parameters(), snapshot):
-                        p.copy_(s)
-                status = "diverged"
-                message = (
+            if not _run_chunk(runner, orders.take(k), phase, runlog):
+                runlog.log_unless_logged(epoch, pi, phase)
+                return "diverged", (
                     f"diverged between epochs {epoch} and {epoch + k}: the loss became "
                     f"NaN or infinite ({divergence_hint(cfg)}); the history up "
                     f"to epoch {epoch} is kept and the model restored to it."
                 )
-                if history[-1]["epoch"] != epoch:
-                    log(epoch, pi, phase)
-                break
             epoch += k
             if bar is not None:
                 bar.update(k)
             if epoch == next_log:
-                log(epoch, pi, phase)
-                if (
-                    cfg.stop_loss is not None
-                    and history[-1]["train_loss"] <= cfg.stop_loss
-                ):
-                    message = (
-                        f"reached training loss {history[-1]['train_loss']:.3g} <= "
+                runlog.log(epoch, pi, phase)
+                loss = runlog.last["train_loss"]
+                if cfg.stop_loss is not None and loss <= cfg.stop_loss:
+                    return "completed", (
+                        f"reached training loss {loss:.3g} <= "
                         f"stop_loss {cfg.stop_loss:g} at epoch {epoch}."
                     )
-                    break
             if until is not None and epoch >= until:
-                status, message = (
-                    "stopped",
-                    f"stopped at epoch {epoch} of {cfg.epochs} (until).",
-                )
-            elif should_stop is not None and should_stop():
-                if history[-1]["epoch"] != epoch:
-                    log(epoch, pi, phase)
-                status, message = (
-                    "stopped",
-                    f"stopped at epoch {epoch} of {cfg.epochs}.",
-                )
-        if status != "completed" or message:
-            break
-    if status == "completed" and not math.isfinite(history[-1]["train_loss"]):
-        status, message = "diverged", "the final loss is NaN or infinite."
-    if status == "completed":
-        with torch.no_grad():
-            out = float(model(data.x).abs().max())
-        if (
-            out < 1e-3
-        ):  # flat (trace ~ 0) but fits nothing: say so instead of "completed"
-            message = (message + " " if message else "") + (
-                f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
-                "training set): flat, but it fits nothing; try a smaller rho or lr."
-            )
-    # a prefix (until=) is not the run's end: keep its history equal to the full run's
-    if (
-        not every_point_ms
-        and until is None
-        and math.isfinite(history[-1]["train_loss"])
-    ):
-        history[-1]["min_sharpness"] = sharpness_measures(model, data, cfg)[1]
-    if bar is not None:
-        bar.close()
-    return TrainResult(
-        cfg,
-        history,
-        model,
-        data,
-        status,
-        message,
-        runner.name,
-        time.perf_counter() - t_start,
-    )
+                return "stopped", f"stopped at epoch {epoch} of {cfg.epochs} (until)."
+            if should_stop is not None and should_stop():
+                runlog.log_unless_logged(epoch, pi, phase)
+                return "stopped", f"stopped at epoch {epoch} of {cfg.epochs}."
+    return "completed", ""
+
+
+def _run_chunk(runner, orders: np.ndarray, phase: Phase, runlog: RunLog) -> bool:
+    """Run the epochs of ``orders``; if the loss is no longer finite, restore the
+    parameters from before the chunk and return False."""
+    model = runlog.model
+    snapshot = [p.detach().clone() for p in model.parameters()]
+    if runner.run(orders, phase) and _loss_is_finite(model, runlog.data, runlog.cfg):
+        return True
+    with torch.no_grad():
+        for p, s in zip(model.parameters(), snapshot):
+            p.copy_(s)
+    return False
+
+
+def _completed_status(runlog: RunLog, message: str) -> tuple[str, str]:
+    """(status, message) of a run that went through: "diverged" if its final loss is not
+    finite; a note if the net collapsed to the zero function."""
+    if not math.isfinite(runlog.last["train_loss"]):
+        return "diverged", "the final loss is NaN or infinite."
+    with torch.no_grad():
+        out = float(runlog.model(runlog.data.x).abs().max())
+    if out < 1e-3:  # flat (trace ~ 0) but fits nothing: say so instead of "completed"
+        message = (message + " " if message else "") + (
+            f"the network collapsed to the zero function (max |f(x_i)| = {out:.1e} on the "
+            "training set): flat, but it fits nothing; try a smaller rho or lr."
+        )
+    return "completed", message
 
 
 def run_config(config: dict, engine: str = "auto") -> dict:
