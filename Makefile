@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
 # ruff (rules and line length in pyproject.toml): lint, then check the formatting.
-LINT_PATHS := sharpness_lib tests benchmarks book/*.ipynb book/conftest.py book/_ext/nbval_book_cache.py
+LINT_PATHS := sharpness_lib tests benchmarks book/*.ipynb book/conftest.py book/_ext
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)

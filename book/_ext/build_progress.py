@@ -56,8 +56,12 @@ class _Progress:
             return
         index = len(self.done) + 1
         elapsed = time.monotonic() - self.start
-        print(f"[book {index}/{len(self.docs)}] reading {docname} -- {_fmt(elapsed)} elapsed, "
-              f"about {_fmt(self._remaining())} left", file=sys.stderr, flush=True)
+        print(
+            f"[book {index}/{len(self.docs)}] reading {docname} -- {_fmt(elapsed)} elapsed, "
+            f"about {_fmt(self._remaining())} left",
+            file=sys.stderr,
+            flush=True,
+        )
         self.current = (docname, time.monotonic())
 
     def after_read(self, app, env):
@@ -66,12 +70,20 @@ class _Progress:
             try:
                 # a chapter rendered from the cache in under a second says nothing about
                 # how long executing it takes: keep the executed duration on record
-                done = {d: t for d, t in self.done.items() if t > 1 or d not in self.previous}
+                done = {
+                    d: t
+                    for d, t in self.done.items()
+                    if t > 1 or d not in self.previous
+                }
                 TIMINGS.write_text(json.dumps({**self.previous, **done}, indent=1))
             except OSError:
                 pass
-            print(f"[book] all {len(self.done)} chapters read in "
-                  f"{_fmt(time.monotonic() - self.start)}", file=sys.stderr, flush=True)
+            print(
+                f"[book] all {len(self.done)} chapters read in "
+                f"{_fmt(time.monotonic() - self.start)}",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def setup(app):

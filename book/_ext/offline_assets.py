@@ -80,11 +80,15 @@ def _fetch_npm(name: str, spec: str, members: dict[str, str]) -> None:
     """``npm pack`` one pinned package and copy the wanted members to VENDOR_DIR/name."""
     dest = VENDOR_DIR / name
     if shutil.which("npm") is None:
-        raise SystemExit("vendor: npm not found; install Node.js/npm (e.g. apt-get install -y npm)")
+        raise SystemExit(
+            "vendor: npm not found; install Node.js/npm (e.g. apt-get install -y npm)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             ["npm", "pack", spec, "--silent", "--pack-destination", tmp],
-            capture_output=True, text=True, check=False,  # error reported below
+            capture_output=True,
+            text=True,
+            check=False,  # error reported below
         )
         if out.returncode != 0:
             raise SystemExit(f"vendor: `npm pack {spec}` failed:\n{out.stderr.strip()}")
@@ -98,13 +102,19 @@ def _fetch_npm(name: str, spec: str, members: dict[str, str]) -> None:
             dst = staging / dst_rel
             if src.is_dir():
                 shutil.copytree(
-                    src, dst, dirs_exist_ok=True,
-                    ignore=lambda _d, names: [n for n in names if n.endswith(_SKIP_SUFFIXES)],
+                    src,
+                    dst,
+                    dirs_exist_ok=True,
+                    ignore=lambda _d, names: [
+                        n for n in names if n.endswith(_SKIP_SUFFIXES)
+                    ],
                 )
             else:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
-        (staging / ".vendored.json").write_text(json.dumps({"spec": spec, "sha256": digest}))
+        (staging / ".vendored.json").write_text(
+            json.dumps({"spec": spec, "sha256": digest})
+        )
         # Swap in atomically-ish so an interrupted fetch never leaves a half folder "current".
         if dest.exists():
             shutil.rmtree(dest)
@@ -122,7 +132,9 @@ def _copy_plotly() -> bool:
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src, dst)
-    _stamp("plotly").write_text(json.dumps({"spec": f"plotly-python=={plotly.__version__}"}))
+    _stamp("plotly").write_text(
+        json.dumps({"spec": f"plotly-python=={plotly.__version__}"})
+    )
     return True
 
 
@@ -221,7 +233,10 @@ WIDGETS_PATHS_JS = """(function () {
 
 def _page_loads_mathjax(app, pagename) -> bool:
     """Same test as sphinx.ext.mathjax.install_mathjax uses to add MathJax to a page."""
-    if app.builder.format != "html" or getattr(app.builder, "math_renderer_name", None) != "mathjax":
+    if (
+        app.builder.format != "html"
+        or getattr(app.builder, "math_renderer_name", None) != "mathjax"
+    ):
         return False
     domain = app.env.get_domain("math")
     return app.registry.html_assets_policy == "always" or domain.has_equations(pagename)
@@ -229,7 +244,9 @@ def _page_loads_mathjax(app, pagename) -> bool:
 
 def _on_html_page_context(app, pagename, templatename, context, doctree) -> None:
     _dedupe_inline_scripts(context)
-    scripts = [str(getattr(js, "filename", js) or "") for js in context.get("script_files", [])]
+    scripts = [
+        str(getattr(js, "filename", js) or "") for js in context.get("script_files", [])
+    ]
     # plotly.js is 4.8 MB: load it only where a figure is (it is cached across pages anyway).
     # Added as a classic (blocking) <head> script so `Plotly` exists before the inline
     # Plotly.newPlot calls in the body run.
@@ -257,7 +274,9 @@ def setup(app):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only check, exit 1 if missing")
+    parser.add_argument(
+        "--check", action="store_true", help="only check, exit 1 if missing"
+    )
     args = parser.parse_args()
     if args.check:
         sys.exit(1 if missing() else 0)
