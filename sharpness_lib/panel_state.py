@@ -3,7 +3,7 @@
 :mod:`sharpness_lib.ui` draws the panel; everything here runs without ipywidgets or a kernel
 (and must not import them): the controls in display order (:data:`FIELDS`), the one-sentence
 value checks, the progress / ETA and status texts, the log of the run in progress
-(:class:`RunLog`, fed from the training thread), the figure of that log against the reference
+(:class:`PanelRun`, fed from the training thread), the figure of that log against the reference
 runs, and how a preset's multi-phase schedule travels through the panel's single lr / ρ /
 epochs controls.
 """
@@ -253,7 +253,7 @@ def status_markup(status: str, message: str) -> str:
 
 
 # ---------------------------------------------------------------------- the run
-class RunLog:
+class PanelRun:
     """The run in progress: its log points (appended from the training thread), its start
     time and epoch budget (fixed at Run, even if the epochs control changes meanwhile)."""
 

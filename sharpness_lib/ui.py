@@ -47,7 +47,7 @@ from .panel_state import (
     BAR_STYLES,
     FIELDS,
     Field,
-    RunLog,
+    PanelRun,
     basic_validate,
     choice_value,
     panel_figure,
@@ -108,7 +108,7 @@ class ControlPanel:
         self.error: BaseException | None = None
         self.figure = None  # the last go.Figure drawn
 
-        self._log = RunLog()
+        self._log = PanelRun()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_draw = 0.0

@@ -91,7 +91,7 @@ def test_status_markup_escapes_the_message_and_colours_by_status():
 
 
 def test_run_log_progress_and_outcome():
-    log = ps.RunLog()
+    log = ps.PanelRun()
     log.start(epochs=100)
     frac, label = log.add({"epoch": 25, "train_loss": 1.0})
     assert frac == 0.25 and label.startswith("epoch 25/100 · ")
