@@ -143,3 +143,20 @@ def test_chapter_prose_has_no_when_written_results(path):
         "measured when this",
     ):
         assert phrase not in text, f"{path.name} still says {phrase!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_solution_code_is_folded_in_jupyterlab(path):
+    # the page folds a solution (sphinx-exercise's gated solution-start/-end); JupyterLab
+    # does not know the directive, so the solution's code cells carry JupyterLab's own
+    # "input collapsed" flag, and a reader on Binder sees the exercise before its answer
+    inside, open_cells = False, []
+    for i, cell in enumerate(_cells(path)):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "markdown":
+            inside = (
+                inside or "solution-start" in source
+            ) and "solution-end" not in source
+        elif inside and not cell["metadata"].get("jupyter", {}).get("source_hidden"):
+            open_cells.append(i)
+    assert not open_cells, f"{path.name}: solution code cells not folded: {open_cells}"
