@@ -16,6 +16,8 @@ import pytest
 from jupyter_cache import get_cache
 from nbclient import execute
 
+from sharpness_lib.renderer import BUILD_ENV_VAR
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # every kind of output the chapters produce, and the message types that rewrite outputs
@@ -33,6 +35,7 @@ CELLS = [
     "W.VBox([slider, out])",
     "slider.value = 7\nwith out:\n    print('captured')",
     "out.outputs = ({'output_type': 'stream', 'name': 'stdout', 'text': 'set'},)",
+    "import os\nprint(os.environ.get('SHARPNESS_BOOK_BUILD'))",
     "display({'application/vnd.plotly.v1+json': {'data': [], 'layout': {}},\n"
     "         'text/plain': 'Figure'}, raw=True)",
 ]
@@ -102,10 +105,12 @@ def chapter(tmp_path_factory):
     return path, get_cache(str(tmp / "cache"))
 
 
-def test_the_stored_chapter_is_what_nbclient_produces(chapter):
+def test_the_stored_chapter_is_what_nbclient_produces(chapter, monkeypatch):
     path, cache = chapter
     source = nbformat.read(path, as_version=4)
     _, replayed = cache.merge_match_into_notebook(copy.deepcopy(source))
+    # what jupyter-book's process tells the kernels it starts (figures for static pages)
+    monkeypatch.setenv(BUILD_ENV_VAR, "1")
     direct = execute(copy.deepcopy(source), cwd=str(path.parent), kernel_name="python3")
     assert _canonical(replayed) == _canonical(direct)
     # the comparison has teeth: the replay kept what the message types changed
@@ -113,6 +118,7 @@ def test_the_stored_chapter_is_what_nbclient_produces(chapter):
     markdown = [o.data.get("text/markdown") for o in outputs[2] if "data" in o]
     assert markdown == ["after clear", None]  # the cleared display is gone; then 1 + 1
     assert outputs[3][0].data["text/markdown"] == "v2"
+    assert outputs[-2][0].text == "1\n"  # the kernel ran as under jupyter-book build
     # streams stay as sent (myst-nb's nb_merge_streams is off, and nbclient does not merge)
     assert [o.name for o in outputs[0]].count("stdout") == 2
     state = replayed.metadata.widgets["application/vnd.jupyter.widget-state+json"][

@@ -20,6 +20,7 @@ kind of output.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from pathlib import Path
 
@@ -34,6 +35,16 @@ def pytest_addoption(parser):
         help="store each chapter that passes under nbval in the jupyter-cache at DIR, "
         "for `jupyter-book build` to render without executing it again",
     )
+
+
+def pytest_configure(config):
+    if config.getoption("--book-cache", default=None):
+        # the chapters' kernels (started later, inheriting this environment) run for the book,
+        # as under `jupyter-book build` (book/_ext/offline_assets.py sets the same variable):
+        # figures are emitted as the static pages need them
+        from sharpness_lib.renderer import BUILD_ENV_VAR
+
+        os.environ[BUILD_ENV_VAR] = "1"
 
 
 class _Recording:
