@@ -1,8 +1,9 @@
 """Exactness of the numba engine against a per-sample autograd reference (float64).
 
 The reference below is deliberately naive and self-contained: functional torch, one sample at a
-time, two autograd passes per 1-SAM step, written straight from the semantics in
-``sharpness_lib/engine.py`` (Wen, Li, Ma 2023: 1-SAM, m-SAM, SGD, GD(+WD), projected 1-SAM).
+time, two autograd passes per 1-SAM step, written straight from the semantics in the docstring
+of the ``sharpness_lib.engine`` package (Wen, Li, Ma 2023: 1-SAM, m-SAM, SGD, GD(+WD),
+projected 1-SAM).
 """
 
 import math

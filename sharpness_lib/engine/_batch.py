@@ -92,12 +92,16 @@ def _gather4(Xp, rows, k0, cnt, X4):
 
 
 @njit(inline="always", **_JIT)
-def _batch_grad_sbn(
-    WT, W2, gam, Xp, Xp4, Y, idx, lossc, ls, gWT, gW2, ggam, ws, sw, dp, m, B, n, invB
-):
+def _batch_grad_sbn(th, Xp, Xp4, Y, idx, lossc, ls, grad, ws, sw):
     """The Sim-BN part of ``_batch_grad`` (gradients zeroed by the caller): the statistics
     over all rows of Xp, then the samples of idx 4 at a time; returns the mean loss, or NaN if
     a statistic overflowed."""
+    WT, W2, gam = th
+    gWT, gW2, ggam = grad
+    dp, m = WT.shape
+    B = idx.shape[0]
+    n = Xp.shape[0]
+    invB = 1.0 / B
     q, MT, Hall, zrow, zi, a, da, g2, dz, kappa, bits = ws
     pm, tabs, WS, Tt, Ct = sw
     loss = 0.0
@@ -155,10 +159,9 @@ def _batch_grad_sbn(
 
 
 @njit(**_JIT)
-def _batch_grad(
-    WT, W2, gam, Xp, Xp4, Y, idx, act, eps, lossc, ls, gWT, gW2, ggam, ws, sw
-):
-    """Mean over idx of l(f(x_i), y_i) and its gradient (written into gWT, gW2, ggam).
+def _batch_grad(th, Xp, Xp4, Y, idx, act, eps, lossc, ls, grad, ws, sw):
+    """Mean over idx of l(f(x_i), y_i) at th = (WT, W2, gamma) and its gradient (written into
+    grad = (gWT, gW2, ggam)).
 
     The gradient is accumulated one sample at a time (z_i = W x'_i, gWT += x'_i dz_i^T), so the
     only temporaries are O(m) (Sim-BN: plus the (n, m) activations).  For Sim-BN the
@@ -168,9 +171,10 @@ def _batch_grad(
     with row stride ``_pstride(m)`` (with the +-1 tables if ``sw`` says so).
     """
     _, _, _, zrow, _, a, da, g2, dz, _, bits = ws
+    WT, W2, _ = th
+    gWT, gW2, ggam = grad
     dp, m = WT.shape
     B = idx.shape[0]
-    n = Xp.shape[0]
     for l in range(dp):
         gr = gWT[l]
         for j in range(m):
@@ -181,27 +185,7 @@ def _batch_grad(
     invB = 1.0 / B
     loss = 0.0
     if act == _SBN:
-        return _batch_grad_sbn(
-            WT,
-            W2,
-            gam,
-            Xp,
-            Xp4,
-            Y,
-            idx,
-            lossc,
-            ls,
-            gWT,
-            gW2,
-            ggam,
-            ws,
-            sw,
-            dp,
-            m,
-            B,
-            n,
-            invB,
-        )
+        return _batch_grad_sbn(th, Xp, Xp4, Y, idx, lossc, ls, grad, ws, sw)
     X4 = np.empty((4, dp))
     for b0 in range(0, B, 4):
         cnt = min(4, B - b0)

@@ -33,9 +33,83 @@ def _matvec_t(x, WT, out):
         l += 1
 
 
-# The phases of one Sim-BN step, inlined into ``_sbn_sam1`` (numba IR inlining: the compiled
-# loop is the one a single function would give).  "Packed" arrays hold the active neurons in
-# columns 0..na-1 (``idxA`` maps them back to neuron indices).
+# The workspaces of ``_sbn_sam1`` and the phases of one step, inlined into it (numba IR
+# inlining: the compiled loop is the one a single function would give, bit for bit).
+# "Packed" arrays hold the active neurons in columns 0..na-1 (``idxA`` maps them back to
+# neuron indices).  Tuples group what the phases share: the parameters th = (WT, W2, gamma),
+# the statistics of every neuron st = (q, MT), the index lists ix = (idxA, idxU, jU), the
+# packed neurons P = (z, q, W2, gamma) at theta and A (same fields) at the perturbed point,
+# and the packed gradient g = (dl/dW2, dl/dgamma, u, c), dl/dw_a = u_a (x' - c_a Mw_a) (see
+# ``_simbn_stats``).
+@njit(**_JIT)
+def _sbn_workspace(Xp, m, pm):
+    """The workspaces of ``_sbn_sam1``, allocated once per call: Xp4 (``_pad4``), the +-1
+    tables (``pm``), the buffers that ``_sbn_views`` re-cuts every step, 12 packed vectors,
+    the index lists, the statistics st = (q, MT) and what ``_sbn_all_stats`` needs."""
+    n = Xp.shape[0]
+    Xp4 = _pad4(Xp)
+    dp4 = Xp4.shape[1]
+    mS = _pstride(m)  # the largest packed row stride
+    blk = dp4 * mS + 8
+    nT = 8 * (dp4 // 4) + 1
+    nC = 8 * ((n + 3) // 4)
+    tabs = _pm_tables(Xp if pm else np.ones((4, 4)))
+    Tbuf = np.zeros(nT * mS if pm else 1)
+    Cbuf = np.zeros(nC * mS if pm else 1)
+    bufs = (np.zeros(4 * blk + 4 * mS + 8), blk, Tbuf, nT, Cbuf, nC)
+    ix = (np.empty(m, np.int64), np.empty(m, np.int64), np.empty(m, np.int64))
+    st = (np.empty(m), np.empty((dp4, m)))
+    full = (np.zeros((dp4, mS)), np.empty((4, mS)), np.empty(m), np.empty((1, 1)))
+    return Xp4, tabs, bufs, np.empty((12, m)), ix, st, full
+
+
+@njit(inline="always", **_JIT)
+def _sbn_all_stats(Xp4, WT, st, full):
+    """(q, Mw) of every neuron: ``_sbn_stats`` on WTs, the copy of WT with row stride
+    ``_pstride(m)`` and zero pad rows (``full`` = (WTs, Z4, zi, dummy) workspaces)."""
+    dp, m = WT.shape
+    q, MT = st
+    WTs, Zfull, zi, dummy = full
+    WTs[:dp, :m] = WT
+    _sbn_stats(Xp4, WTs, m, -1, q, MT, Zfull, zi, dummy, False)
+
+
+@njit(inline="always", **_JIT)
+def _sbn_views(bufs, pm, dp, dp4, S):
+    """The packed blocks for the row stride S, cut from the buffers of ``_sbn_workspace``
+    (fixed offsets): current weights WA0, Mw MA (current, then new), dl/dw DWA, perturbed then
+    new weights WA (WA4: the same with zero pad rows up to d'4), Z4, and the +-1 tables T, C."""
+    buf, blk, Tbuf, nT, Cbuf, nC = bufs
+    WA0 = buf[: dp * S].reshape((dp, S))
+    MA = buf[blk : blk + dp4 * S].reshape((dp4, S))
+    DWA = buf[2 * blk : 2 * blk + dp * S].reshape((dp, S))
+    WA = buf[3 * blk : 3 * blk + dp * S].reshape((dp, S))
+    Z4 = buf[4 * blk : 4 * blk + 4 * S].reshape((4, S))
+    WA4 = buf[3 * blk : 3 * blk + dp4 * S].reshape((dp4, S))
+    for l in range(dp, dp4):  # (the view moves with S: clear the pad rows)
+        wr = WA4[l]
+        for a in range(S):
+            wr[a] = 0.0
+    if pm:
+        Ttab = Tbuf[: nT * S].reshape((nT, S))
+        Ctab = Cbuf[: nC * S].reshape((nC, S))
+    else:
+        Ttab = Tbuf[:1].reshape((1, 1))
+        Ctab = Cbuf[:1].reshape((1, 1))
+    return WA0, MA, DWA, WA, WA4, Z4, Ttab, Ctab
+
+
+@njit(inline="always", **_JIT)
+def _sbn_packed_stats(sx, WA4, ma, irow, qA, MA, ziA):
+    """(q, Mw) of the first ma packed columns of WA4, z of row irow: ``_sbn_stats``, or its
+    +-1 tables ``_sbn_stats_pm``; sx = (pm, Xp4, tabs, T, C, Z4, dummy)."""
+    pm, Xp4, tabs, Ttab, Ctab, Z4, dummy = sx
+    if pm:
+        _sbn_stats_pm(WA4, ma, irow, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False)
+    else:
+        _sbn_stats(Xp4, WA4, ma, irow, qA, MA, Z4, ziA, dummy, False)
+
+
 @njit(inline="always", **_JIT)
 def _sbn_active(zi, q, m, idxA):
     """Branch-free compaction of the neurons active on the sample (z_ij > 0, q_j > 0) into
@@ -52,8 +126,11 @@ def _sbn_active(zi, q, m, idxA):
 
 
 @njit(inline="always", **_JIT)
-def _sbn_pack(idxA, na, dp, zi, q, W2, gam, WT, MT, ziP, qP, W2P, gamP, WA0, MA):
-    """Gather the active neurons' z, q, W2, gamma, weights and Mw into packed arrays."""
+def _sbn_pack(idxA, na, dp, zi, th, st, P, WA0, MA):
+    """Gather the active neurons' z, q, W2, gamma (into P), weights and Mw (WA0, MA)."""
+    WT, W2, gam = th
+    q, MT = st
+    ziP, qP, W2P, gamP = P
     for a in range(na):
         j = idxA[a]
         ziP[a] = zi[j]
@@ -72,11 +149,11 @@ def _sbn_pack(idxA, na, dp, zi, q, W2, gam, WT, MT, ziP, qP, W2P, gamP, WA0, MA)
 
 
 @njit(inline="always", **_JIT)
-def _sbn_grad_at_theta(
-    na, n, dp, x, y, lossc, ls, ziP, qP, W2P, gamP, MA, gW2A, ggA, uA, cA, DWA
-):
-    """Pass 1 at theta: the output and the gradient of the active neurons (packed: gW2A, ggA,
-    DWA); returns ||g||^2, or -1 if the output is not finite."""
+def _sbn_grad_at_theta(na, n, dp, x, y, lossc, ls, P, MA, g, DWA):
+    """Pass 1 at theta: the output and the gradient of the active neurons (packed: g, DWA);
+    returns ||g||^2, or -1 if the output is not finite."""
+    ziP, qP, W2P, gamP = P
+    gW2A, ggA, uA, cA = g
     F = 0.0
     for a in range(na):
         s = math.sqrt(qP[a] / n)
@@ -107,13 +184,31 @@ def _sbn_grad_at_theta(
 
 
 @njit(inline="always", **_JIT)
-def _sbn_grad_perturbed(
-    na, n, dp, x, y, lossc, ls, ziA, qA, W2A, gamA, MA, gW2A, ggA, uA, cA, DWA, idxU
-):
-    """Pass 2 at the perturbed point (statistics qA, MA, ziA already computed there): the
+def _sbn_perturb(na, dp, c, P, g, WA0, DWA, WA, A):
+    """The perturbed point theta + c g of the active neurons (weights WA, W2 and gamma in A):
+    only active neurons have a gradient."""
+    _, _, W2P, gamP = P
+    gW2A, ggA, _, _ = g
+    _, _, W2A, gamA = A
+    for l in range(dp):
+        w0 = WA0[l]
+        war = WA[l]
+        dr = DWA[l]
+        for a in range(na):
+            war[a] = w0[a] + c * dr[a]
+    for a in range(na):
+        W2A[a] = W2P[a] + c * gW2A[a]
+        gamA[a] = gamP[a] + c * ggA[a]
+
+
+@njit(inline="always", **_JIT)
+def _sbn_grad_perturbed(na, n, dp, x, y, lossc, ls, A, MA, g, DWA, idxU):
+    """Pass 2 at the perturbed point (statistics in A and MA already computed there): the
     gradient of the active neurons; those dead at the perturbed point get none.  idxU <- the
     packed indices of the neurons that move; returns their number, or -1 if the output is
     not finite."""
+    ziA, qA, W2A, gamA = A
+    gW2A, ggA, uA, cA = g
     F = 0.0
     bad = 0.0
     for a in range(na):
@@ -150,30 +245,15 @@ def _sbn_grad_perturbed(
 
 
 @njit(inline="always", **_JIT)
-def _sbn_update(
-    na,
-    nu,
-    m,
-    dp,
-    scale,
-    lr,
-    idxA,
-    idxU,
-    jU,
-    W2,
-    gam,
-    q,
-    WT,
-    MT,
-    gW2A,
-    ggA,
-    WA0,
-    DWA,
-    WA,
-):
+def _sbn_update(na, nu, dp, scale, lr, ix, th, st, g, WA0, DWA, WA):
     """theta <- scale * theta - lr * g: every neuron scaled (q by scale^2, Mw by scale), the
     moved ones' new weights computed packed in WA and scattered into WT (jU <- their neuron
     indices)."""
+    idxA, idxU, jU = ix
+    WT, W2, gam = th
+    q, MT = st
+    gW2A, ggA, _, _ = g
+    m = W2.shape[0]
     if scale != 1.0:
         s2 = scale * scale
         for j in range(m):
@@ -215,9 +295,23 @@ def _sbn_update(
 
 
 @njit(inline="always", **_JIT)
-def _sbn_project(m, dp, proj, WT, MT, q):
+def _sbn_scatter(nu, dp, jU, qA, MA, st):
+    """The moved neurons' new statistics (packed qA, MA) into q and MT."""
+    q, MT = st
+    for u in range(nu):
+        q[jU[u]] = qA[u]
+    for l in range(dp):
+        mr = MT[l]
+        mar = MA[l]
+        for u in range(nu):
+            mr[jU[u]] = mar[u]
+
+
+@njit(inline="always", **_JIT)
+def _sbn_project(m, dp, proj, WT, st):
     """Rescale the augmented first layer to norm ``proj`` (q by the factor squared, Mw by
     the factor: relu is homogeneous)."""
+    q, MT = st
     ss = 0.0
     for l in range(dp):
         wr = WT[l]
@@ -243,198 +337,60 @@ def _sbn_sam1(
     Per step: z_i = W x'_i (all neurons), pack the active ones (data, q and Mw gathered once),
     pass 1 and the perturbation on the packed block, statistics at the perturbed point, the
     update (scattered back into WT), statistics of the moved neurons (scattered into q, MT).
-    Its length is the set-up of the workspaces (one allocation for the whole call, views
-    re-cut every step for the packed row stride) and the sequence of the phases above.
+    fail[0], fail[1] <- epoch, step of a non-finite output; returns the epochs completed.
     """
     dp, m = WT.shape
     n = Xp.shape[0]
-    E = orders.shape[0]
     scale = 1.0 - lr * wd
-    Xp4 = _pad4(Xp)
+    Xp4, tabs, bufs, vec, ix, st, full = _sbn_workspace(Xp, m, pm)
     dp4 = Xp4.shape[1]
-    q = np.empty(m)
-    MT = np.empty((dp4, m))
-    zi = np.empty(m)
-    idxA = np.empty(m, dtype=np.int64)
-    idxU = np.empty(m, dtype=np.int64)
-    jU = np.empty(m, dtype=np.int64)
-    # one buffer for the packed (d', S) blocks and the Z4 workspace (fixed relative layout);
-    # S = _pstride(number of packed columns), re-viewed every step
-    mS = _pstride(m)
-    blk = dp4 * mS + 8
-    buf = np.zeros(4 * blk + 4 * mS + 8)
-    # +-1 design (``pm``): tables of the sign patterns and the workspaces of _sbn_stats_pm
-    tabs = _pm_tables(Xp if pm else np.ones((4, 4)))
-    G = dp4 // 4
-    RG = (n + 3) // 4
-    Tbuf = np.zeros((8 * G + 1) * mS if pm else 1)
-    Cbuf = np.zeros(8 * RG * mS if pm else 1)
-    vec = np.empty((12, m))
-    ziP, qP, W2P, gamP, gW2A, ggA, uA, cA, qA, ziA, W2A, gamA = (
-        vec[0],
-        vec[1],
-        vec[2],
-        vec[3],
-        vec[4],
-        vec[5],
-        vec[6],
-        vec[7],
-        vec[8],
-        vec[9],
-        vec[10],
-        vec[11],
-    )
-    Zfull = np.empty((4, mS))
-    WTs = np.zeros((dp4, mS))  # padded copy of WT for the full statistics
-    dummy = np.empty((1, 1))
-    WTs[:dp, :m] = WT
-    _sbn_stats(Xp4, WTs, m, -1, q, MT, Zfull, zi, dummy, False)
-    for ep in range(E):
+    idxA, idxU, jU = ix
+    _, _, zi, dummy = full
+    th = (WT, W2, gam)
+    P = (vec[0], vec[1], vec[2], vec[3])
+    g = (vec[4], vec[5], vec[6], vec[7])
+    A = (vec[9], vec[8], vec[10], vec[11])
+    _sbn_all_stats(Xp4, WT, st, full)
+    for ep in range(orders.shape[0]):
         for t in range(n):
             i = orders[ep, t]
             x = Xp[i]
             y = Y[i]
             _matvec_t(x, WT, zi)
-            na = _sbn_active(zi, q, m, idxA)
+            na = _sbn_active(zi, st[0], m, idxA)
             if na < 0:
-                fail[0] = ep
-                fail[1] = t
+                fail[0], fail[1] = ep, t
                 return ep
             S = _pstride(na)
-            WA0 = buf[: dp * S].reshape((dp, S))  # packed current weights
-            MA = buf[blk : blk + dp4 * S].reshape(
-                (dp4, S)
-            )  # packed Mw (current, then new)
-            DWA = buf[2 * blk : 2 * blk + dp * S].reshape((dp, S))  # packed dl/dw
-            WA = buf[3 * blk : 3 * blk + dp * S].reshape(
-                (dp, S)
-            )  # perturbed, then new weights
-            Z4 = buf[4 * blk : 4 * blk + 4 * S].reshape((4, S))
-            WA4 = buf[3 * blk : 3 * blk + dp4 * S].reshape(
-                (dp4, S)
-            )  # WA with zero pad rows
-            for l in range(dp, dp4):  # (the view moves with S: clear the pad rows)
-                wr = WA4[l]
-                for a in range(S):
-                    wr[a] = 0.0
-            if pm:
-                Ttab = Tbuf[: (8 * G + 1) * S].reshape((8 * G + 1, S))
-                Ctab = Cbuf[: 8 * RG * S].reshape((8 * RG, S))
-            else:
-                Ttab = Tbuf[:1].reshape((1, 1))
-                Ctab = Cbuf[:1].reshape((1, 1))
-            _sbn_pack(idxA, na, dp, zi, q, W2, gam, WT, MT, ziP, qP, W2P, gamP, WA0, MA)
-            # ---- pass 1 at theta: output and gradient of the active neurons
-            g2 = _sbn_grad_at_theta(
-                na,
-                n,
-                dp,
-                x,
-                y,
-                lossc,
-                ls,
-                ziP,
-                qP,
-                W2P,
-                gamP,
-                MA,
-                gW2A,
-                ggA,
-                uA,
-                cA,
-                DWA,
-            )
+            WA0, MA, DWA, WA, WA4, Z4, Tt, Ct = _sbn_views(bufs, pm, dp, dp4, S)
+            sx = (pm, Xp4, tabs, Tt, Ct, Z4, dummy)
+            _sbn_pack(idxA, na, dp, zi, th, st, P, WA0, MA)
+            g2 = _sbn_grad_at_theta(na, n, dp, x, y, lossc, ls, P, MA, g, DWA)
             if g2 < 0.0:
-                fail[0] = ep
-                fail[1] = t
+                fail[0], fail[1] = ep, t
                 return ep
             nu = na
             if do_sam:
-                # ---- pass 2 at theta + rho g/||g|| (only active neurons are perturbed)
+                # pass 2 at theta + rho g/||g|| (only active neurons are perturbed)
                 c = rho / math.sqrt(g2) if g2 > 0.0 else 0.0
-                for l in range(dp):
-                    w0 = WA0[l]
-                    war = WA[l]
-                    dr = DWA[l]
-                    for a in range(na):
-                        war[a] = w0[a] + c * dr[a]
-                for a in range(na):
-                    W2A[a] = W2P[a] + c * gW2A[a]
-                    gamA[a] = gamP[a] + c * ggA[a]
-                if pm:
-                    _sbn_stats_pm(
-                        WA4, na, i, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False
-                    )
-                else:
-                    _sbn_stats(Xp4, WA4, na, i, qA, MA, Z4, ziA, dummy, False)
+                _sbn_perturb(na, dp, c, P, g, WA0, DWA, WA, A)
+                _sbn_packed_stats(sx, WA4, na, i, A[1], MA, A[0])
                 nu = _sbn_grad_perturbed(
-                    na,
-                    n,
-                    dp,
-                    x,
-                    y,
-                    lossc,
-                    ls,
-                    ziA,
-                    qA,
-                    W2A,
-                    gamA,
-                    MA,
-                    gW2A,
-                    ggA,
-                    uA,
-                    cA,
-                    DWA,
-                    idxU,
+                    na, n, dp, x, y, lossc, ls, A, MA, g, DWA, idxU
                 )
                 if nu < 0:
-                    fail[0] = ep
-                    fail[1] = t
+                    fail[0], fail[1] = ep, t
                     return ep
             else:
                 for a in range(na):
                     idxU[a] = a
-            # ---- update: theta <- scale * theta - lr * g
-            _sbn_update(
-                na,
-                nu,
-                m,
-                dp,
-                scale,
-                lr,
-                idxA,
-                idxU,
-                jU,
-                W2,
-                gam,
-                q,
-                WT,
-                MT,
-                gW2A,
-                ggA,
-                WA0,
-                DWA,
-                WA,
-            )
-            if (
-                scale <= 0.0
-            ):  # relu is not homogeneous under a negative factor: recompute all
-                WTs[:dp, :m] = WT
-                _sbn_stats(Xp4, WTs, m, -1, q, MT, Zfull, zi, dummy, False)
+            _sbn_update(na, nu, dp, scale, lr, ix, th, st, g, WA0, DWA, WA)
+            if scale <= 0.0:
+                # relu is not homogeneous under a factor <= 0: recompute every neuron
+                _sbn_all_stats(Xp4, WT, st, full)
             else:
-                if pm:
-                    _sbn_stats_pm(
-                        WA4, nu, -1, qA, MA, ziA, tabs, Ttab, Ctab, Z4, dummy, False
-                    )
-                else:
-                    _sbn_stats(Xp4, WA4, nu, -1, qA, MA, Z4, ziA, dummy, False)
-                for u in range(nu):
-                    q[jU[u]] = qA[u]
-                for l in range(dp):
-                    mr = MT[l]
-                    mar = MA[l]
-                    for u in range(nu):
-                        mr[jU[u]] = mar[u]
+                _sbn_packed_stats(sx, WA4, nu, -1, A[1], MA, A[0])
+                _sbn_scatter(nu, dp, jU, A[1], MA, st)
             if proj > 0.0:
-                _sbn_project(m, dp, proj, WT, MT, q)
-    return E
+                _sbn_project(m, dp, proj, WT, st)
+    return orders.shape[0]

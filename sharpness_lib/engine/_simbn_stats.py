@@ -242,17 +242,47 @@ def _combos(w0, w1, w2, w3, ma, T, base):
         t7[j] = am - cp
 
 
+@njit(inline="always", **_JIT)
+def _pm_colsums(aidx, asig, C, ma, MA):
+    """The column pass of ``_sbn_stats_pm``: Mw_l = sum_rg x_4rg,l C_rg[p(rg, l)] for every
+    column l, from the row-group tables C (8 table rows per pass over MA[l])."""
+    dp = aidx.shape[0]
+    RG = aidx.shape[1]
+    for l in range(dp):
+        al = aidx[l]
+        sl = asig[l]
+        mr = MA[l]
+        for j in range(ma):
+            mr[j] = 0.0
+        c = 0
+        while c + 8 <= RG:
+            u0, u1, u2, u3 = C[al[c]], C[al[c + 1]], C[al[c + 2]], C[al[c + 3]]
+            u4, u5, u6, u7 = C[al[c + 4]], C[al[c + 5]], C[al[c + 6]], C[al[c + 7]]
+            s0, s1, s2, s3 = sl[c], sl[c + 1], sl[c + 2], sl[c + 3]
+            s4, s5, s6, s7 = sl[c + 4], sl[c + 5], sl[c + 6], sl[c + 7]
+            for j in range(ma):
+                mr[j] += ((s0 * u0[j] + s1 * u1[j]) + (s2 * u2[j] + s3 * u3[j])) + (
+                    (s4 * u4[j] + s5 * u5[j]) + (s6 * u6[j] + s7 * u7[j])
+                )
+            c += 8
+        while c < RG:
+            u0 = C[al[c]]
+            s0 = sl[c]
+            for j in range(ma):
+                mr[j] += s0 * u0[j]
+            c += 1
+
+
 @njit(**_JIT)
 def _sbn_stats_pm(WA4, ma, irow, qA, MA, zi, tabs, T, C, H4, Hall, store_all):
     """``_sbn_stats`` for a +-1 design (tables ``tabs`` of ``_pm_tables``).  WA4 (4G, >= ma)
     with zero rows from d' on; workspaces T (8G + 1, >= ma), C (8 RG, >= ma), H4 (4, >= ma).
-    Hall[k] <- relu(pre-activations) of row k if ``store_all``.  One kernel on purpose: the
-    hot loops are unrolled 8 table rows at a time (the length), and the row pass feeds the
-    column tables C as it goes."""
+    Hall[k] <- relu(pre-activations) of row k if ``store_all``.  The row pass (z, relu, q)
+    feeds the row-group tables C as it goes (4 rows at a time); ``_pm_colsums`` then forms
+    Mw from C."""
     zidx, zsig, aidx, asig = tabs
     n = zidx.shape[0]
     GZ = zidx.shape[1]
-    dp = aidx.shape[0]
     RG = aidx.shape[1]
     G = WA4.shape[0] // 4
     for g in range(G):
@@ -313,29 +343,7 @@ def _sbn_stats_pm(WA4, ma, irow, qA, MA, zi, tabs, T, C, H4, Hall, store_all):
                 for j in range(ma):
                     hk[j] = hr[j]
         _combos(H4[0], H4[1], H4[2], H4[3], ma, C, 8 * rg)
-    for l in range(dp):
-        al = aidx[l]
-        sl = asig[l]
-        mr = MA[l]
-        for j in range(ma):
-            mr[j] = 0.0
-        c = 0
-        while c + 8 <= RG:
-            u0, u1, u2, u3 = C[al[c]], C[al[c + 1]], C[al[c + 2]], C[al[c + 3]]
-            u4, u5, u6, u7 = C[al[c + 4]], C[al[c + 5]], C[al[c + 6]], C[al[c + 7]]
-            s0, s1, s2, s3 = sl[c], sl[c + 1], sl[c + 2], sl[c + 3]
-            s4, s5, s6, s7 = sl[c + 4], sl[c + 5], sl[c + 6], sl[c + 7]
-            for j in range(ma):
-                mr[j] += ((s0 * u0[j] + s1 * u1[j]) + (s2 * u2[j] + s3 * u3[j])) + (
-                    (s4 * u4[j] + s5 * u5[j]) + (s6 * u6[j] + s7 * u7[j])
-                )
-            c += 8
-        while c < RG:
-            u0 = C[al[c]]
-            s0 = sl[c]
-            for j in range(ma):
-                mr[j] += s0 * u0[j]
-            c += 1
+    _pm_colsums(aidx, asig, C, ma, MA)
 
 
 @njit(**_JIT)

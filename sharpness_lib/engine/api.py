@@ -268,6 +268,39 @@ def _run_sbn(a, W1, b1, W2, gamma):
     return done
 
 
+def _kernel_args(params, X, Y, orders, *, arch, algo, epochs, batch_size, pm_tables):
+    """(a, (W1, b1, W2, gamma)): the checked data, orders, sizes and codes the kernels take,
+    in the dict ``a`` that the ``_run_*`` packers read (``run_epochs`` adds the scalars)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    Y = np.ascontiguousarray(Y, dtype=np.float64)
+    n, d = X.shape
+    W1, b1, W2, gamma = _check_params(params, arch, d)
+    orders_arr, E = _epoch_orders(orders, algo, epochs, n)
+    dp = d + 1 if arch != "nobias" else d
+    Xp = np.ones((n, dp))
+    Xp[:, :d] = X
+    act = _ARCH_CODE[arch]
+    a = dict(
+        arch=arch,
+        algo=algo,
+        X=X,
+        Y=Y,
+        Xp=Xp,
+        orders=orders_arr,
+        E=E,
+        n=n,
+        d=d,
+        m=W1.shape[0],
+        dp=dp,
+        act=act,
+        bsz=max(1, int(batch_size)),
+        fail=np.full(2, -1, dtype=np.int64),
+        # Sim-BN with +-1 inputs: statistics from tables of sign patterns (``_pm_tables``)
+        pm=act == _SBN and bool(pm_tables) and bool(np.all(np.abs(Xp) == 1.0)),
+    )
+    return a, (W1, b1, W2, gamma)
+
+
 def run_epochs(
     params,
     X,
@@ -302,58 +335,50 @@ def run_epochs(
             f"optimizer={optimizer!r} options={optimizer_options!r}"
         )
     t0 = time.perf_counter()
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    Y = np.ascontiguousarray(Y, dtype=np.float64)
-    n, d = X.shape
-    W1, b1, W2, gamma = _check_params(params, arch, d)
-    m = W1.shape[0]
-    orders_arr, E = _epoch_orders(orders, algo, epochs, n)
-    dp = d + 1 if arch != "nobias" else d
-    Xp = np.ones((n, dp))
-    Xp[:, :d] = X
-    act = _ARCH_CODE[arch]
-    bsz = max(1, int(batch_size))
-    a = dict(
+    a, arrays = _kernel_args(
+        params,
+        X,
+        Y,
+        orders,
         arch=arch,
         algo=algo,
-        X=X,
-        Y=Y,
-        Xp=Xp,
-        orders=orders_arr,
-        E=E,
-        n=n,
-        d=d,
-        m=m,
-        dp=dp,
-        act=act,
+        epochs=epochs,
+        batch_size=batch_size,
+        pm_tables=pm_tables,
+    )
+    a.update(
         lr=float(lr),
         rho=float(rho),
         wd=float(wd),
         eps=float(eps),
         proj=float(project_norm) if project_norm is not None else -1.0,
-        bsz=bsz,
         sam=algo in ("sam1", "msam"),
         lossc=_LOSS_CODE[loss],
         ls=float(label_smoothing),
-        fail=np.full(2, -1, dtype=np.int64),
-        # Sim-BN with +-1 inputs: statistics from tables of sign patterns (``_pm_tables``)
-        pm=act == _SBN and bool(pm_tables) and bool(np.all(np.abs(Xp) == 1.0)),
     )
     start = {k: np.array(v, copy=True) for k, v in params.items()}
-    per_sample = algo == "sam1" or (algo in ("msam", "sgd") and bsz == 1)
-    if not _plain_sgd(optimizer, optimizer_options) or not per_sample:
-        # dense path (mini-batch / full-batch SGD, m-SAM, and every optimizer with state)
-        kind, hp, S, tstep, aux, opt_state = _dense_state(
-            params, arch, (arch, m, d), optimizer, optimizer_options, opt_state, lr
-        )
-        done = _run_dense(a, W1, b1, W2, gamma, kind, hp, S, tstep, aux)
-    elif act != _SBN:
-        done = _run_rank1(a, W1, b1, W2)
-    else:
-        done = _run_sbn(a, W1, b1, W2, gamma)
-    return _status(
-        params, a["fail"], done, n, start, time.perf_counter() - t0, opt_state
+    done, opt_state = _run_kernel(
+        a, params, arrays, optimizer, optimizer_options, opt_state
     )
+    dt = time.perf_counter() - t0
+    return _status(params, a["fail"], done, a["n"], start, dt, opt_state)
+
+
+def _run_kernel(a, params, arrays, optimizer, options, opt_state):
+    """Run the kernel that covers this call (module docstring); returns (epochs done, the
+    optimizer state to hand back)."""
+    W1, b1, W2, gamma = arrays
+    per_sample = a["algo"] == "sam1" or (a["algo"] in ("msam", "sgd") and a["bsz"] == 1)
+    if not _plain_sgd(optimizer, options) or not per_sample:
+        # dense path (mini-batch / full-batch SGD, m-SAM, and every optimizer with state)
+        arch = a["arch"]
+        kind, hp, S, tstep, aux, opt_state = _dense_state(
+            params, arch, (arch, a["m"], a["d"]), optimizer, options, opt_state, a["lr"]
+        )
+        return _run_dense(a, W1, b1, W2, gamma, kind, hp, S, tstep, aux), opt_state
+    if a["act"] != _SBN:
+        return _run_rank1(a, W1, b1, W2), opt_state
+    return _run_sbn(a, W1, b1, W2, gamma), opt_state
 
 
 def _status(params, fail, done, n, start, dt, opt_state):
