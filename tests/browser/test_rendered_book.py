@@ -8,7 +8,7 @@ Pages come from ``_toc.yml``. Per page: no console errors (beyond ``CONSOLE_ALLO
 JS errors, no request leaving 127.0.0.1; MathJax typeset all math; every plotly figure drew SVG
 traces; chapters built from notebooks with widgets show their widget views; no paragraph starts
 with `|` (a Markdown table rendered as text) and every table has rows with one cell per header;
-every internal link points to a page (and anchor) of the build.
+no code cell scrolls sideways; every internal link points to a page (and anchor) of the build.
 """
 
 from __future__ import annotations
@@ -197,6 +197,12 @@ def test_page_renders_offline(server, browser, path, has_widgets):
                     f"{path}: table rows with {sorted(set(t['rows']))} cells under "
                     f"{t['head']} headers: {t['text']!r}"
                 )
+        # code is formatted at 88 columns and sized to fit the 1280 px text column
+        # (book/_ext/static/book.css); folded code (solutions) is not measured
+        wide = page.evaluate("""() => Array.from(document.querySelectorAll('div.cell_input pre'))
+            .filter(e => e.innerText.trim() && e.scrollWidth > e.clientWidth + 1)
+            .map(e => e.innerText.trim().split('\\n')[0].slice(0, 60))""")
+        assert not wide, f"{path}: code cells scroll sideways at 1280 px: {wide}"
         page.wait_for_timeout(500)  # let late errors surface
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(
