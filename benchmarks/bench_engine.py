@@ -251,6 +251,24 @@ def fmt_time(steps_per_s, steps=1e7):
     return f"{s / 3600:.2f} h" if s >= 3600 else f"{s / 60:.1f} min"
 
 
+def _provenance(argv) -> dict:
+    """The command and commit behind a stored benchmark (``-dirty``: uncommitted changes)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def git(*args):
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {
+        "command": " ".join(["python benchmarks/bench_engine.py", *args]),
+        "commit": commit,
+    }
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--long", action="store_true", help="10x longer measurements")
@@ -270,6 +288,7 @@ def main(argv=None):
     )
     args = ap.parse_args(argv)
     store = {
+        "source": _provenance(argv),
         "settings": {
             "d": D,
             "n": N,
