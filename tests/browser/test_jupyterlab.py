@@ -2,6 +2,7 @@
 
 * every chapter's markdown (all of it in one notebook) renders through jupyterlab-myst: no raw MyST (`{ref}`, `:::{exercise}`,
   `(label)=`, `:label:` lines, `$...$`) visible as text;
+* a chapter's solution code is folded (JupyterLab's collapsed input), as on the page;
 * the playground: run all cells (no error output), press Run (the plot gains points live), change
   a control (the run follows it), Stop (the partial curve stays, the label drops its ETA).
 
@@ -321,6 +322,33 @@ def test_every_chapter_markdown_renders_without_raw_myst(lab, lab_page):
         assert not problems, "\n".join(problems)
     except Exception:
         _shot(page, "all-markdown-failure")
+        raise
+    finally:
+        _stop_kernels(page)
+
+
+def test_solutions_are_folded_in_a_chapter(lab, lab_page):
+    # the page folds solutions with sphinx-exercise; in JupyterLab the solution's code cells
+    # carry jupyter.source_hidden (tests/test_chapter_helpers.py), shown as a placeholder
+    page, problems = lab_page
+    problems.clear()
+    cells = json.loads((ROOT / "book" / "scenario1.ipynb").read_text())["cells"]
+    hidden = sum(
+        1
+        for c in cells
+        if c["cell_type"] == "code"
+        and c["metadata"].get("jupyter", {}).get("source_hidden")
+    )
+    assert hidden, "scenario1 has no folded solution code"
+    try:
+        _open(page, "book/scenario1.ipynb")
+        placeholders = page.locator(".jp-CodeCell .jp-InputPlaceholder")
+        placeholders.first.scroll_into_view_if_needed(timeout=_ms())
+        _shot(page, "scenario1-solution-folded")
+        assert placeholders.count() == hidden
+        assert not problems, "\n".join(problems)
+    except Exception:
+        _shot(page, "scenario1-solution-failure")
         raise
     finally:
         _stop_kernels(page)
