@@ -14,6 +14,8 @@ from ._validation import ARCH_NAMES, check_choice
 from .models import MLPBias, TwoLayerNet
 
 GROUPS = ("neuron", "layer")
+# exactly ReLU: min_sharpness's closed form (_relu_grad_squares) uses ReLU's derivative,
+# so another positively homogeneous activation needs its own derivative there too
 RELU_ARCHS = ("nobias", "bias", "deep_bias")
 SUPPORTED_ARCHS = RELU_ARCHS + ("sbn", "sln", "bn", "ln")
 

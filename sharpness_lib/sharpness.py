@@ -118,10 +118,17 @@ def _elementwise_terms(model: TwoLayerNet, x):
         a1 = torch.where(lin, torch.ones_like(z), sig)
         a2 = torch.where(lin, torch.zeros_like(z), sig * (1 - sig))
         lap = sq * (a2 @ W2)
-    else:
+    elif model.arch in ("nobias", "bias"):
         a = torch.relu(z)
         a1 = (z > 0).to(z.dtype)
         lap = torch.zeros_like(sq)
+    else:
+        # a new activation must bring its own derivatives: falling back to ReLU's would
+        # give a plausible but wrong trace
+        raise TypeError(
+            f"no closed-form trace for {type(model).__name__} (arch {model.arch!r}); add "
+            "its activation's derivatives to sharpness._elementwise_terms."
+        )
     jac = a.square().sum(1) + sq * (a1.square() @ W2.square())
     return jac, lap
 

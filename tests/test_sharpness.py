@@ -87,3 +87,19 @@ def test_hutchinson_interval_covers_exact_trace(small_data):
 def test_jacobian_terms_rejects_unknown_models(small_data):
     with pytest.raises(TypeError, match="hutchinson"):
         hessian_trace(torch.nn.Linear(6, 1).double(), small_data.x, small_data.y)
+
+
+def test_a_new_activation_is_refused_not_given_relus_trace(small_data):
+    # a TwoLayerNet subclass the closed form does not know must not fall back to ReLU's
+    # derivatives (a plausible but wrong trace: found by following CONTRIBUTING.md)
+    from sharpness_lib.models import TwoLayerNet
+
+    class TwoMLPLeaky(TwoLayerNet):
+        arch = "leaky"
+
+        def hidden(self, x):
+            return torch.nn.functional.leaky_relu(self.preactivation(x), 0.1)
+
+    model = TwoMLPLeaky(small_data.d, 5).double()
+    with pytest.raises(TypeError, match="_elementwise_terms"):
+        hessian_trace(model, small_data.x, small_data.y)
