@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 TIMINGS = Path(__file__).resolve().parents[2] / ".book_timings.json"
+_CACHED_READ_S = 3.0  # a notebook read faster than this came from the execution cache
 
 
 def _fmt(seconds: float) -> str:
@@ -31,6 +32,7 @@ class _Progress:
         self.docs: list[str] = []
         self.done: dict[str, float] = {}
         self.current: tuple[str, float] | None = None
+        self.notebooks: set[str] = set()
         self.start = time.monotonic()
         try:
             self.previous = json.loads(TIMINGS.read_text())
@@ -62,18 +64,20 @@ class _Progress:
             file=sys.stderr,
             flush=True,
         )
+        if str(app.env.doc2path(docname)).endswith(".ipynb"):
+            self.notebooks.add(docname)
         self.current = (docname, time.monotonic())
 
     def after_read(self, app, env):
         self._finish_current()
         if self.done:
             try:
-                # a chapter rendered from the cache in under a second says nothing about
-                # how long executing it takes: keep the executed duration on record
+                # a notebook rendered from the execution cache (about a second) says nothing
+                # about how long executing it takes: only executed durations go on record
                 done = {
                     d: t
                     for d, t in self.done.items()
-                    if t > 1 or d not in self.previous
+                    if d not in self.notebooks or t > _CACHED_READ_S
                 }
                 TIMINGS.write_text(json.dumps({**self.previous, **done}, indent=1))
             except OSError:
