@@ -55,12 +55,13 @@ def _notebook(cells):
     )
 
 
-def _nbval(path, cache, *extra):
+def _nbval(path, cache=None):
+    """nbval with the book-cache plugin over one notebook; ``--book-cache`` if ``cache``."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "book" / "_ext")}
+    option = [f"--book-cache={cache}"] if cache is not None else []
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "nbval_book_cache", "-p", "no:cacheprovider",
-         "--nbval-lax", "--nbval-current-env", f"--book-cache={cache}", "-q", *extra,
-         str(path)],
+         "--nbval-lax", "--nbval-current-env", *option, "-q", str(path)],
         cwd=path.parent, env=env, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
 
@@ -149,11 +150,6 @@ def test_a_failing_chapter_fails_and_is_not_stored(tmp_path):
 def test_without_the_option_nothing_is_stored(tmp_path):
     path = tmp_path / "plain.ipynb"
     nbformat.write(_notebook(["print('hello')"]), path)
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "book" / "_ext")}
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "nbval_book_cache", "-p", "no:cacheprovider",
-         "--nbval-lax", "--nbval-current-env", "-q", str(path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+    result = _nbval(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.ipynb"]
