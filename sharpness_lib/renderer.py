@@ -17,8 +17,9 @@ __all__ = [
 ]
 
 RENDERER_NAME = "sharpness_book"
-# Set (to "1") by the book's Sphinx extension (book/_ext/offline_assets.py) in the
-# jupyter-book process; kernels it starts inherit it.
+# Set (to "1") in the processes that execute chapters for the book -- jupyter-book
+# (book/_ext/offline_assets.py) and nbval under `make test` (book/_ext/nbval_book_cache.py);
+# the kernels they start inherit it.
 BUILD_ENV_VAR = "SHARPNESS_BOOK_BUILD"
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 

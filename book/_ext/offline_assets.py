@@ -264,8 +264,10 @@ def _on_html_page_context(app, pagename, templatename, context, doctree) -> None
 
 def setup(app):
     # Tell chapter kernels (they inherit this process's environment) that they run inside the
-    # book build, so sharpness_lib.plotting emits offline HTML instead of plotly's JSON MIME type.
-    os.environ["SHARPNESS_BOOK_BUILD"] = "1"
+    # book build, so sharpness_lib.renderer emits offline HTML instead of plotly's JSON MIME type.
+    from sharpness_lib.renderer import BUILD_ENV_VAR
+
+    os.environ[BUILD_ENV_VAR] = "1"
     app.connect("config-inited", _on_config_inited)
     # priority > 500: run after myst-nb has added the per-page widget scripts
     app.connect("html-page-context", _on_html_page_context, priority=900)
